@@ -1,0 +1,1 @@
+"""Pipeline steps: each a plain library plus a thin KFP component."""

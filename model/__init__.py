@@ -1,0 +1,1 @@
+"""Video Alchemist: the network and the flow. Knows nothing of MLflow, DVC, KFP or Triton."""

@@ -1,0 +1,1 @@
+"""The KFP DAG and the `alchemist` command line."""
