@@ -1,0 +1,39 @@
+"""The one place the attention backend is chosen: flash-attn on GPU when importable, else PyTorch SDPA."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+try:  # flash-attn is an optional GPU extra; SDPA covers every other case.
+    from flash_attn import flash_attn_func
+except ImportError:  # pragma: no cover - depends on the machine
+    flash_attn_func = None
+
+
+def flash_attention_usable(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    return (
+        flash_attn_func is not None
+        and mask is None
+        and q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+    )
+
+
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Multi-head attention over [B, heads, L, head_dim] tensors.
+
+    `mask` is a boolean key mask [B, L_k] (True = attend). Rows whose keys are all masked return zeros,
+    so a sample without references contributes nothing through personalization attention.
+    """
+    if flash_attention_usable(q, mask):
+        out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return out.transpose(1, 2)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v)
+    any_key = mask.any(dim=-1)  # [B]
+    safe_mask = mask | ~any_key[:, None]  # SDPA returns NaN on fully masked rows; give them a dummy key
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask[:, None, None, :])
+    return out * any_key[:, None, None, None].to(out.dtype)

@@ -1,0 +1,103 @@
+"""The DiT block: self-attention, text cross-attention, personalization cross-attention, feed-forward."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from model.attention import attention
+from model.layers import FeedForward, FP32LayerNorm, RMSNorm
+from model.rope import apply_rotary
+
+
+class Attention(nn.Module):
+    """Self-attention (with 3D RoPE) when no context is given, cross-attention otherwise. QK-norm per head."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(dim, dim)
+        self.to_v = nn.Linear(dim, dim)
+        self.to_out = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(head_dim) if qk_norm else nn.Identity()
+        self.norm_k = RMSNorm(head_dim) if qk_norm else nn.Identity()
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, L, head_dim)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        source = x if context is None else context
+        q = self.norm_q(self.heads(self.to_q(x)))
+        k = self.norm_k(self.heads(self.to_k(source)))
+        v = self.heads(self.to_v(source))
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        out = self.to_out(attention(q, k, v, mask).transpose(1, 2).flatten(2))  # (B, L, D)
+        if mask is not None:  # a sample with nothing to attend to gets no update, not the output bias
+            out = out * mask.any(dim=-1)[:, None, None].to(out.dtype)
+        return out
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+class DiTBlock(nn.Module):
+    """adaLN-zero block. Every residual branch starts at zero, so a fresh block is the identity and the
+    personalization branch added in stage 2 leaves the stage-1 model unchanged at its first step."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool, personalization: bool
+    ) -> None:
+        super().__init__()
+        self.norm_self = FP32LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.self_attn = Attention(dim, num_heads, qk_norm)
+        self.norm_text = FP32LayerNorm(dim, eps=1e-6)
+        self.text_attn = Attention(dim, num_heads, qk_norm)
+        self.personalization = personalization
+        if personalization:
+            self.norm_ref = FP32LayerNorm(dim, eps=1e-6)
+            self.ref_attn = Attention(dim, num_heads, qk_norm)
+        self.norm_mlp = FP32LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = FeedForward(dim, mlp_ratio)
+        # Per-block offsets added to the shared timestep modulation (adaLN-single); zero = adaLN-zero.
+        self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+        self.zero_cross_attention_outputs()
+
+    def zero_cross_attention_outputs(self) -> None:
+        branches = [self.text_attn.to_out] + ([self.ref_attn.to_out] if self.personalization else [])
+        for branch in branches:
+            nn.init.zeros_(branch.weight)
+            nn.init.zeros_(branch.bias)
+
+    def personalization_parameters(self) -> list[nn.Parameter]:
+        if not self.personalization:
+            return []
+        return [*self.ref_attn.parameters(), *self.norm_ref.parameters()]
+
+    def forward(
+        self,
+        x: torch.Tensor,  # (B, L, D) video tokens
+        time_modulation: torch.Tensor,  # (B, 6, D)
+        rope: tuple[torch.Tensor, torch.Tensor],
+        text: torch.Tensor,  # (B, L_text, D)
+        text_mask: torch.Tensor,  # (B, L_text)
+        reference: torch.Tensor | None = None,  # (B, L_ref, D) bound entity tokens, None in stage 1
+        reference_mask: torch.Tensor | None = None,  # (B, L_ref)
+    ) -> torch.Tensor:
+        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation + time_modulation).chunk(
+            6, dim=1
+        )
+        x = x + gate_sa * self.self_attn(modulate(self.norm_self(x), shift_sa, scale_sa), rope=rope)
+        x = x + self.text_attn(self.norm_text(x), text, text_mask)
+        if self.personalization and reference is not None:
+            x = x + self.ref_attn(self.norm_ref(x), reference, reference_mask)
+        return x + gate_ff * self.mlp(modulate(self.norm_mlp(x), shift_ff, scale_ff))

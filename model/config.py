@@ -1,0 +1,216 @@
+"""Configuration dataclasses and the named size presets.
+
+Each concern gets one dataclass, passed around whole; a preset is a function that returns a full
+`AlchemistConfig`, and variants change fields with `dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+TextEncoderKind = Literal["bert", "t5", "umt5"]
+ImageEncoderKind = Literal["dinov2", "clip"]
+VAEKind = Literal["pixel", "diffusers"]
+
+
+@dataclass
+class TextEncoderConfig:
+    """Frozen text encoder. `path` is a local folder; None builds `kind` from the small config below."""
+
+    kind: TextEncoderKind = "bert"
+    path: str | None = None
+    tokenizer_path: str | None = None  # None: the tokenizer shipped with the offline MiniLM package
+    hidden_size: int = 32  # random-weight config only
+    num_layers: int = 2
+    num_heads: int = 2
+    max_length: int = 64
+    max_word_tokens: int = 4  # sub-word tokens of one entity word kept for binding
+
+
+@dataclass
+class ImageEncoderConfig:
+    """Frozen reference-image encoder: DINOv2 (the paper's choice) or CLIP vision (the ablation)."""
+
+    kind: ImageEncoderKind = "dinov2"
+    path: str | None = None
+    image_size: int = 56
+    patch_size: int = 14
+    hidden_size: int = 32  # random-weight config only
+    num_layers: int = 2
+    num_heads: int = 2
+    token_grid: int = 2  # patch tokens pooled to token_grid^2; l = 1 + token_grid^2 tokens per image
+
+
+@dataclass
+class VAEConfig:
+    """Latent space. `pixel` is weight-free space-to-depth; `diffusers` loads an autoencoder folder."""
+
+    kind: VAEKind = "pixel"
+    path: str | None = None
+    spatial_factor: int = 4
+    temporal_factor: int = 1
+    latent_channels: int = 48  # pixel: 3 * spatial_factor**2 * temporal_factor
+    causal: bool = False  # a causal video VAE (Wan) encodes the first frame on its own
+
+
+@dataclass
+class DiTConfig:
+    hidden_size: int = 64
+    depth: int = 2
+    num_heads: int = 4
+    mlp_ratio: float = 4.0
+    patch_size: tuple[int, int, int] = (1, 2, 2)  # (t, h, w)
+    qk_norm: bool = True
+    personalization: bool = True  # the dedicated personalization cross-attention in every block
+    word_binding: bool = True  # concatenate the entity word's tokens with its image tokens
+    self_conditioning: bool = True
+    gradient_checkpointing: bool = False
+    rope_theta: float = 10000.0
+
+
+@dataclass
+class FlowConfig:
+    """Rectified flow training and sampling."""
+
+    timestep_sampling: Literal["logit_normal", "uniform"] = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    self_conditioning_prob: float = 0.5
+    text_dropout: float = 0.1  # classifier-free guidance: drop the prompt
+    reference_dropout: float = 0.1  # drop all references
+    sampler: Literal["euler", "heun"] = "euler"
+    shift: float = 1.0  # timestep shift at sampling (>1 spends more steps at high noise)
+
+
+@dataclass
+class VideoConfig:
+    frames: int = 8
+    height: int = 32
+    width: int = 32
+    max_entities: int = 4
+    max_references: int = 3  # images per entity
+
+
+@dataclass
+class AlchemistConfig:
+    name: str = "tiny"
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    image: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+
+    def __post_init__(self) -> None:
+        if self.dit.hidden_size % self.dit.num_heads:
+            raise ValueError(
+                f"dit.hidden_size={self.dit.hidden_size} must be divisible by dit.num_heads={self.dit.num_heads}"
+            )
+        head_dim = self.dit.hidden_size // self.dit.num_heads
+        if head_dim % 2 or head_dim < 6:
+            raise ValueError(f"head_dim={head_dim} must be even and >= 6 to split RoPE over t, h, w")
+        if self.vae.kind == "pixel":
+            expected = 3 * self.vae.spatial_factor**2 * self.vae.temporal_factor
+            if self.vae.latent_channels != expected:
+                raise ValueError(
+                    f"vae.latent_channels={self.vae.latent_channels} must be 3*spatial^2*temporal={expected}"
+                )
+        self.check_video_size(self.video.frames, self.video.height, self.video.width)
+
+    @property
+    def stride(self) -> tuple[int, int, int]:
+        """Pixels per latent token along (t, h, w): VAE factor times patch size."""
+        pt, ph, pw = self.dit.patch_size
+        return (self.vae.temporal_factor * pt, self.vae.spatial_factor * ph, self.vae.spatial_factor * pw)
+
+    def check_video_size(self, frames: int, height: int, width: int) -> None:
+        # A causal video VAE encodes the first frame alone, so it takes 1 + k * stride frames.
+        first = 1 if self.vae.causal else 0
+        for name, value, step, offset in zip(
+            ("frames", "height", "width"), (frames, height, width), self.stride, (first, 0, 0)
+        ):
+            if value - offset <= 0 or (value - offset) % step:
+                extra = f"{offset} + " if offset else ""
+                raise ValueError(
+                    f"{name}={value} must be {extra}a positive multiple of {step} for preset {self.name!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AlchemistConfig:
+        sections = {
+            "dit": DiTConfig,
+            "text": TextEncoderConfig,
+            "image": ImageEncoderConfig,
+            "vae": VAEConfig,
+            "flow": FlowConfig,
+            "video": VideoConfig,
+        }
+        kwargs: dict[str, Any] = {"name": data.get("name", "custom")}
+        for key, section in sections.items():
+            values = dict(data.get(key, {}))
+            if key == "dit" and "patch_size" in values:
+                values["patch_size"] = tuple(values["patch_size"])
+            kwargs[key] = section(**values)
+        return cls(**kwargs)
+
+
+def tiny() -> AlchemistConfig:
+    """Unit tests: a 2-block DiT over 8x32x32 videos, seconds on a CPU."""
+    return AlchemistConfig(name="tiny")
+
+
+def small() -> AlchemistConfig:
+    """CPU demo and the learnability benchmark: trains in minutes on 2 cores."""
+    return AlchemistConfig(
+        name="small",
+        dit=DiTConfig(hidden_size=192, depth=4, num_heads=4, patch_size=(1, 2, 2)),
+        text=TextEncoderConfig(hidden_size=64, num_layers=2, num_heads=2),
+        image=ImageEncoderConfig(hidden_size=64, num_layers=2, num_heads=2, token_grid=2),
+        video=VideoConfig(frames=8, height=48, width=48),
+    )
+
+
+def base() -> AlchemistConfig:
+    """GPU cluster: ~0.6B-parameter DiT on a video VAE latent (Wan-style 4x8x8 compression, 16 channels)."""
+    return AlchemistConfig(
+        name="base",
+        dit=DiTConfig(
+            hidden_size=1536, depth=20, num_heads=16, patch_size=(1, 2, 2), gradient_checkpointing=True
+        ),
+        text=TextEncoderConfig(kind="umt5", max_length=256),
+        image=ImageEncoderConfig(kind="dinov2", image_size=224, patch_size=14, token_grid=8),
+        vae=VAEConfig(kind="diffusers", spatial_factor=8, temporal_factor=4, latent_channels=16, causal=True),
+        video=VideoConfig(frames=33, height=288, width=512),
+    )
+
+
+def large() -> AlchemistConfig:
+    """GPU cluster: ~2B-parameter DiT, the paper's scale class, at the paper's 512x288 output."""
+    config = base()
+    return dataclasses.replace(
+        config,
+        name="large",
+        dit=dataclasses.replace(config.dit, hidden_size=2304, depth=28, num_heads=24),
+        video=VideoConfig(frames=65, height=288, width=512),
+    )
+
+
+PRESETS: dict[str, Callable[[], AlchemistConfig]] = {
+    "tiny": tiny,
+    "small": small,
+    "base": base,
+    "large": large,
+}
+PRESET_NAMES = tuple(PRESETS)
+
+
+def preset(name: str) -> AlchemistConfig:
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is unknown; expected one of {', '.join(PRESET_NAMES)}")
+    return PRESETS[name]()

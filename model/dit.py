@@ -1,0 +1,107 @@
+"""The video diffusion transformer: patchify, timestep conditioning, blocks, unpatchify."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from model.blocks import DiTBlock
+from model.config import DiTConfig
+from model.layers import FP32LayerNorm, timestep_embedding
+from model.rope import RotaryEmbedding3D
+
+
+@dataclass
+class Conditioning:
+    """Everything the denoiser attends to, already projected to the model width by the caller."""
+
+    text: torch.Tensor  # (B, L_text, D_text) text encoder states
+    text_mask: torch.Tensor  # (B, L_text) bool
+    reference: torch.Tensor | None = None  # (B, L_ref, D) bound personalization context
+    reference_mask: torch.Tensor | None = None  # (B, L_ref) bool
+
+
+class VideoDiT(nn.Module):
+    """Predicts the rectified-flow velocity of video latents (B, C, T, H, W)."""
+
+    _no_split_modules = ["DiTBlock"]
+    _keep_in_fp32_modules = ["time_embed", "time_modulation"]
+
+    def __init__(self, config: DiTConfig, latent_channels: int, text_dim: int) -> None:
+        super().__init__()
+        self.config = config
+        d, patch = config.hidden_size, config.patch_size
+        self.latent_channels = latent_channels
+        in_channels = latent_channels * (2 if config.self_conditioning else 1)
+        self.patch_embed = nn.Conv3d(in_channels, d, kernel_size=patch, stride=patch)
+        self.time_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.text_proj = nn.Sequential(nn.Linear(text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.rope = RotaryEmbedding3D(d // config.num_heads, config.rope_theta)
+        self.blocks = nn.ModuleList(
+            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm, config.personalization)
+            for _ in range(config.depth)
+        )
+        self.final_norm = FP32LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_modulation = nn.Parameter(torch.zeros(1, 2, d))
+        self.head = nn.Linear(d, math.prod(patch) * latent_channels)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier for linears, then zero the modulation and the output head (adaLN-zero)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:
+            block.zero_cross_attention_outputs()
+        nn.init.zeros_(self.time_modulation[-1].weight)
+        nn.init.zeros_(self.time_modulation[-1].bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(
+        self,
+        latents: torch.Tensor,  # (B, C, T, H, W) noisy latents x_t
+        t: torch.Tensor,  # (B,) flow time in [0, 1], 1 = pure noise
+        cond: Conditioning,
+        self_condition: torch.Tensor | None = None,  # (B, C, T, H, W) previous x0 estimate
+    ) -> torch.Tensor:
+        if latents.shape[1] != self.latent_channels:
+            raise ValueError(f"latents have {latents.shape[1]} channels; expected {self.latent_channels}")
+        if self.config.self_conditioning:
+            latents = torch.cat(
+                [latents, torch.zeros_like(latents) if self_condition is None else self_condition], 1
+            )
+        x = self.patch_embed(latents)  # (B, D, t, h, w)
+        grid = tuple(x.shape[2:])
+        x = x.flatten(2).transpose(1, 2)  # (B, L, D)
+        rope = self.rope(grid, x.device)
+        emb = self.time_embed(timestep_embedding(t, 256).to(x.dtype))  # (B, D)
+        time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)
+        text = self.text_proj(cond.text.to(x.dtype))
+        reference = cond.reference.to(x.dtype) if cond.reference is not None else None
+        for block in self.blocks:
+            args = (x, time_modulation, rope, text, cond.text_mask, reference, cond.reference_mask)
+            if self.config.gradient_checkpointing and self.training:
+                x = checkpoint(block, *args, use_reentrant=False)
+            else:
+                x = block(*args)
+        shift, scale = (self.final_modulation + emb[:, None]).chunk(2, dim=1)
+        x = self.head(self.final_norm(x) * (1 + scale) + shift)  # (B, L, p_t*p_h*p_w*C)
+        return self.unpatchify(x, grid)
+
+    def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        pt, ph, pw = self.config.patch_size
+        t, h, w = grid
+        x = x.reshape(x.shape[0], t, h, w, pt, ph, pw, self.latent_channels)
+        return x.permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(
+            x.shape[0], self.latent_channels, t * pt, h * ph, w * pw
+        )
+
+    def personalization_parameters(self) -> list[nn.Parameter]:
+        return [p for block in self.blocks for p in block.personalization_parameters()]

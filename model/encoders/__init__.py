@@ -1,0 +1,1 @@
+"""Frozen encoder adapters: text, reference image, and the video latent space."""

@@ -1,0 +1,49 @@
+"""3D rotary position embedding: the head dimension is split over time, height and width.
+
+Frequencies live in non-persistent buffers, so checkpoints stay free of them and any grid size works.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def axis_dims(head_dim: int) -> tuple[int, int, int]:
+    """Split an even head dimension into even (t, h, w) parts; time takes the remainder."""
+    spatial = 2 * (head_dim // 6)
+    return head_dim - 2 * spatial, spatial, spatial
+
+
+class RotaryEmbedding3D(nn.Module):
+    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        self.dims = axis_dims(head_dim)
+        for axis, dim in zip("thw", self.dims):
+            inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+            self.register_buffer(f"inv_freq_{axis}", inv_freq.float(), persistent=False)
+
+    def forward(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (cos, sin), each [L, head_dim // 2], for a t x h x w token grid in raster order."""
+        angles = []
+        for axis, size in zip("thw", grid):
+            positions = torch.arange(size, device=device, dtype=torch.float32)
+            angles.append(torch.outer(positions, getattr(self, f"inv_freq_{axis}").to(device)))
+        t, h, w = grid
+        full = torch.cat(
+            [
+                angles[0][:, None, None, :].expand(t, h, w, -1),
+                angles[1][None, :, None, :].expand(t, h, w, -1),
+                angles[2][None, None, :, :].expand(t, h, w, -1),
+            ],
+            dim=-1,
+        ).reshape(t * h * w, -1)
+        return full.cos(), full.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of x [B, heads, L, head_dim] by the given angles (computed in fp32)."""
+    pairs = x.float().unflatten(-1, (-1, 2))
+    real, imag = pairs.unbind(-1)
+    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
+    return rotated.flatten(-2).type_as(x)

@@ -1,0 +1,39 @@
+"""The ODE sampler: a loop over the flow's pure functions, kept apart from the network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from model.flow import euler_step, time_grid
+
+# velocity_fn(x_t, t, self_condition) -> (velocity, x0 estimate)
+VelocityFn = Callable[[torch.Tensor, float, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]
+
+
+@torch.no_grad()
+def sample(
+    velocity_fn: VelocityFn,
+    noise: torch.Tensor,
+    steps: int,
+    method: str = "euler",
+    shift: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Integrate from noise (t = 1) to data (t = 0). The previous x0 estimate is always fed back
+    (self-conditioning at sampling time)."""
+    if method not in ("euler", "heun"):
+        raise ValueError(f"method={method!r}; expected 'euler' or 'heun'")
+    times = time_grid(steps, shift).tolist()
+    x, x0 = noise, None
+    for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
+        velocity, x0 = velocity_fn(x, t, x0)
+        if method == "heun" and t_next > 0:  # Heun's correction; the last step to t = 0 stays Euler
+            x_euler = euler_step(x, velocity, t, t_next)
+            velocity_next, _ = velocity_fn(x_euler, t_next, x0)
+            velocity = 0.5 * (velocity + velocity_next)
+        x = euler_step(x, velocity, t, t_next)
+        if progress is not None:
+            progress(i + 1, steps)
+    return x
