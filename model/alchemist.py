@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +24,24 @@ from model.flow import add_noise, flow_loss, predicted_x0, sample_timesteps, vel
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODERS = ("text_encoder", "image_encoder", "vae")
+
+
+def with_local_paths(config: AlchemistConfig, locate: Callable[[str], str]) -> AlchemistConfig:
+    """Map every encoder location (for example an s3:// URI) to a local folder before building.
+
+    The model itself only reads local folders; fetching remote weights is the caller's job."""
+
+    def local(path: str | None) -> str | None:
+        return None if path is None else locate(path)
+
+    return dataclasses.replace(
+        config,
+        text=dataclasses.replace(
+            config.text, path=local(config.text.path), tokenizer_path=local(config.text.tokenizer_path)
+        ),
+        image=dataclasses.replace(config.image, path=local(config.image.path)),
+        vae=dataclasses.replace(config.vae, path=local(config.vae.path)),
+    )
 
 
 class VideoAlchemist(nn.Module):
@@ -177,15 +197,21 @@ class VideoAlchemist(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, map_location: str | torch.device = "cpu"
+        cls,
+        directory: str | Path,
+        map_location: str | torch.device = "cpu",
+        locate: Callable[[str], str] | None = None,
     ) -> VideoAlchemist:
+        """Load a checkpoint; `locate` maps remote encoder locations recorded in its config to local folders."""
         directory = Path(directory)
         if not (directory / CONFIG_FILE).is_file():
             raise FileNotFoundError(
                 f"{directory} is not a Video Alchemist checkpoint: {CONFIG_FILE} is missing"
             )
         meta = json.loads((directory / CONFIG_FILE).read_text())
-        model = cls(AlchemistConfig.from_dict(meta["config"]))
+        config = AlchemistConfig.from_dict(meta["config"])
+        model = cls(with_local_paths(config, locate) if locate else config)
+        model.config = config  # keep the portable locations, so a re-save stays loadable elsewhere
         state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
         expected = model.saved_state()
         missing = sorted(set(expected) - set(state))

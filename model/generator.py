@@ -57,8 +57,13 @@ class Generator:
         self.config = model.config
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device = "cpu") -> Generator:
-        return cls(VideoAlchemist.from_pretrained(directory, map_location=device), device)
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        locate: Callable[[str], str] | None = None,
+    ) -> Generator:
+        return cls(VideoAlchemist.from_pretrained(directory, map_location=device, locate=locate), device)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
         vae = self.config.vae

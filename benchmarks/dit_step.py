@@ -1,0 +1,183 @@
+"""Forward + backward time of our video DiT against diffusers' WanTransformer3DModel at matched size.
+
+Both run side by side in one process on the same inputs: equal width, depth, heads, FFN width, patch size,
+latent grid and text length. Ours runs as in stage 1 (text cross-attention only, self-conditioning off), which
+is the block structure Wan has; a second row adds our personalization cross-attention over 3 entities.
+Prints the ratio ours / peer (goal: <= 1.0) and, on a GPU, the model FLOP utilisation of each.
+
+    python benchmarks/dit_step.py                 # CPU, three sizes
+    python benchmarks/dit_step.py --device cuda   # GPU, bf16 autocast, MFU against --peak-tflops
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from diffusers import WanTransformer3DModel
+
+from model.config import DiTConfig
+from model.dit import Conditioning, VideoDiT
+
+LATENT_CHANNELS = 16
+TEXT_DIM = 256
+TEXT_TOKENS = 32
+
+
+@dataclass
+class Size:
+    name: str
+    width: int
+    depth: int
+    heads: int
+    grid: tuple[int, int, int]  # latent (T, H, W) before the (1, 2, 2) patch
+
+    @property
+    def tokens(self) -> int:
+        t, h, w = self.grid
+        return t * (h // 2) * (w // 2)
+
+
+CPU_SIZES = [
+    Size("S", 192, 4, 4, (4, 16, 16)),
+    Size("M", 384, 6, 6, (4, 24, 24)),
+    Size("L", 576, 8, 8, (8, 24, 24)),
+]
+GPU_SIZES = [
+    Size("S", 1024, 8, 16, (8, 32, 32)),
+    Size("M", 1536, 16, 16, (16, 36, 64)),
+    Size("L", 2048, 20, 16, (21, 36, 64)),
+]
+
+
+def build_pair(size: Size, device: torch.device) -> tuple[VideoDiT, WanTransformer3DModel]:
+    ours = VideoDiT(
+        DiTConfig(hidden_size=size.width, depth=size.depth, num_heads=size.heads, self_conditioning=False),
+        LATENT_CHANNELS,
+        TEXT_DIM,
+    )
+    peer = WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=size.heads,
+        attention_head_dim=size.width // size.heads,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        text_dim=TEXT_DIM,
+        ffn_dim=4 * size.width,
+        num_layers=size.depth,
+    )
+    for module in (ours, peer):
+        torch.nn.init.normal_(module.get_submodule("head" if module is ours else "proj_out").weight, std=0.02)
+    return ours.to(device), peer.to(device)
+
+
+def step_flops(size: Size, parameters: int) -> float:
+    """6 * params * tokens for the matmuls, plus attention scores and values: 4 L^2 d per layer forward,
+    tripled for forward + backward."""
+    return 6.0 * parameters * size.tokens + 12.0 * size.depth * size.tokens**2 * size.width
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_interleaved(
+    runs: dict[str, Callable[[], None]], repeats: int, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per call; the contenders alternate so background load hits them alike."""
+    for run in runs.values():
+        run()  # warm-up: allocator, kernels, autotuning
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            run()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def bench_size(size: Size, batch: int, repeats: int, device: torch.device, peak_tflops: float | None) -> str:
+    ours, peer = build_pair(size, device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    latents = torch.randn(batch, LATENT_CHANNELS, *size.grid, device=device)
+    text = torch.randn(batch, TEXT_TOKENS, TEXT_DIM, device=device)
+    text_mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device)
+    t = torch.rand(batch, device=device)
+    stage1 = Conditioning(text=text, text_mask=text_mask)
+    reference = torch.randn(batch, 3 * 5, size.width, device=device)  # 3 entities x 5 tokens each
+    personal = Conditioning(
+        text, text_mask, reference, torch.ones(batch, 15, dtype=torch.bool, device=device)
+    )
+
+    def run_ours(cond: Conditioning) -> None:
+        with autocast:
+            ours(latents, t, cond).float().square().mean().backward()
+
+    def run_peer() -> None:
+        with autocast:
+            peer(latents, t * 1000, text, return_dict=False)[0].float().square().mean().backward()
+
+    seconds = time_interleaved(
+        {"ours": lambda: run_ours(stage1), "peer": run_peer, "personal": lambda: run_ours(personal)},
+        repeats,
+        device,
+    )
+    stage1_params = sum(p.numel() for p in ours.parameters()) - sum(
+        p.numel() for p in ours.personalization_parameters()
+    )
+    peer_params = sum(p.numel() for p in peer.parameters())
+    line = (
+        f"{size.name:4} {size.width:5d} {size.depth:5d} {size.heads:5d} {size.tokens * batch:6d} "
+        f"{stage1_params / 1e6:9.1f} / {peer_params / 1e6:9.1f} {seconds['ours']:8.3f} {seconds['peer']:8.3f} "
+        f"{seconds['ours'] / seconds['peer']:6.2f} {seconds['personal']:12.3f}"
+    )
+    if peak_tflops:
+        peak = peak_tflops * 1e12
+        line += (
+            f"  {batch * step_flops(size, stage1_params) / seconds['ours'] / peak:5.1%} / "
+            f"{batch * step_flops(size, peer_params) / seconds['peer'] / peak:5.1%}"
+        )
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--sizes", default="S,M,L", help="comma-separated subset of S, M, L")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    sizes = [
+        s for s in (GPU_SIZES if device.type == "cuda" else CPU_SIZES) if s.name in args.sizes.split(",")
+    ]
+    on_gpu = device.type == "cuda"
+    print(
+        f"device={device} ({torch.cuda.get_device_name() if on_gpu else 'cpu'}), threads={torch.get_num_threads()}, "
+        f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}"
+    )
+    print(
+        f"{'size':4} {'width':>5} {'depth':>5} {'heads':>5} {'tokens':>6} {'params ours/peer (M)':>21} "
+        f"{'ours s':>8} {'peer s':>8} {'ratio':>6} {'+personal. s':>12}"
+        + ("  MFU ours/peer" if on_gpu else "")
+    )
+    for size in sizes:
+        print(
+            bench_size(size, args.batch, args.repeats, device, args.peak_tflops if on_gpu else None),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

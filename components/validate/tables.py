@@ -1,0 +1,306 @@
+"""Flatten a mined dataset into the tables the expectations run on.
+
+Great Expectations checks columns, so everything that needs the file system or the caption (does the
+video decode, does the word occur in its caption, is the mask as large as the frame) is computed here
+once, as a boolean column per check. A check that cannot apply (the masks of an unreadable video have
+no frame size to match) is left null, so one broken file is reported once, by the check it breaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+from tqdm import tqdm
+
+from components.validate.config import ValidationConfig
+
+MANIFEST = "manifest.parquet"
+
+
+def _string(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _number(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
+def _list_of(inner: Callable[[pa.DataType], bool]) -> Callable[[pa.DataType], bool]:
+    return lambda t: (pa.types.is_list(t) or pa.types.is_large_list(t)) and inner(t.value_type)
+
+
+# Field -> (type check, expected type in words, may be null). Mirrors the manifest contract.
+SAMPLE_FIELDS: dict[str, tuple[Callable[[pa.DataType], bool], str, bool]] = {
+    "sample_id": (_string, "string", False),
+    "source": (_string, "string", False),
+    "split": (_string, "string", False),
+    "caption": (_string, "string", False),
+    "video_path": (_string, "string", False),
+    "fps": (_number, "number", False),
+    "num_frames": (pa.types.is_integer, "integer", False),
+    "width": (pa.types.is_integer, "integer", False),
+    "height": (pa.types.is_integer, "integer", False),
+    "sha256": (_string, "string", False),
+    "clip_start": (pa.types.is_integer, "integer", False),
+    "clip_end": (pa.types.is_integer, "integer", False),
+    "background_path": (_string, "string", True),
+    "entities": (_list_of(pa.types.is_struct), "list<struct>", False),
+}
+ENTITY_FIELDS: dict[str, tuple[Callable[[pa.DataType], bool], str, bool]] = {
+    "word": (_string, "string", False),
+    "kind": (_string, "string", False),
+    "token_start": (pa.types.is_integer, "integer", False),
+    "token_end": (pa.types.is_integer, "integer", False),
+    "reference_paths": (_list_of(_string), "list<string>", False),
+    "mask_paths": (_list_of(_string), "list<string>", False),
+    "boxes": (_list_of(_list_of(_number)), "list<list<number>>", False),
+    "scores": (_list_of(_number), "list<number>", False),
+    "areas": (_list_of(_number), "list<number>", False),
+}
+
+
+class ManifestError(ValueError):
+    """The dataset folder has no readable `manifest.parquet`."""
+
+
+@dataclass
+class Tables:
+    """One DataFrame per expectation suite; every frame has a `row_id` naming the offending record."""
+
+    schema: pd.DataFrame
+    samples: pd.DataFrame | None = None
+    entities: pd.DataFrame | None = None
+    splits: pd.DataFrame | None = None
+
+
+def read_manifest(dataset_dir: Path) -> pa.Table:
+    path = dataset_dir / MANIFEST
+    if not path.is_file():
+        raise ManifestError(f"{path} does not exist: a mined dataset folder holds {MANIFEST} and media/")
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ManifestError(f"{path} is not a readable parquet file: {err}") from err
+
+
+def schema_table(schema: pa.Schema) -> pd.DataFrame:
+    """One row per contract field: is it present, and does its arrow type match."""
+    entity_type = schema.field("entities").type if "entities" in schema.names else None
+    struct = (
+        entity_type.value_type
+        if entity_type is not None and SAMPLE_FIELDS["entities"][0](entity_type)
+        else None
+    )
+    present = {name: schema.field(name).type for name in schema.names}
+    if struct is not None:
+        present |= {
+            f"entities.{struct.field(i).name}": struct.field(i).type for i in range(struct.num_fields)
+        }
+    rows = []
+    fields = list(SAMPLE_FIELDS.items()) + [(f"entities.{k}", v) for k, v in ENTITY_FIELDS.items()]
+    for name, (check, expected, nullable) in fields:
+        observed = present.get(name)
+        ok = observed is not None and (check(observed) or (nullable and pa.types.is_null(observed)))
+        rows.append(
+            {
+                "row_id": name,
+                "present": observed is not None,
+                "type_ok": bool(ok) if observed is not None else None,
+                "expected_type": expected,
+                "observed_type": str(observed) if observed is not None else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def build_tables(dataset_dir: Path, config: ValidationConfig) -> Tables:
+    """Read the manifest and flatten it; stops after the schema table when the schema is broken."""
+    table = read_manifest(dataset_dir)
+    schema = schema_table(table.schema)
+    if not (schema["present"].all() and schema["type_ok"].fillna(False).all()):
+        return Tables(schema=schema)
+    checker = _FileChecker(dataset_dir.resolve())
+    samples, entities = [], []
+    for row in tqdm(table.to_pylist(), desc="checking samples", unit="sample"):
+        sample, video_size = _sample_row(row, checker, config)
+        samples.append(sample)
+        for index, entity in enumerate(row["entities"] or []):
+            entities.append(_entity_row(row, index, entity, checker, video_size))
+    # Column names come from the row builders themselves, so an empty manifest still has every column.
+    blank = {name: None for name in SAMPLE_FIELDS} | {"sample_id": ""}
+    samples_df = pd.DataFrame(samples, columns=list(_sample_row(blank, checker, config)[0]))
+    entities_df = pd.DataFrame(entities, columns=list(_entity_row(blank, 0, {}, checker, None)))
+    counts = samples_df["split"].value_counts()
+    splits = [
+        {
+            "row_id": s,
+            "num_samples": int(counts.get(s, 0)),
+            "min_required": config.min_samples_per_split.get(s, 0),
+        }
+        for s in dict.fromkeys([*config.allowed_splits, *counts.index])
+    ]
+    return Tables(schema=schema, samples=samples_df, entities=entities_df, splits=pd.DataFrame(splits))
+
+
+def _sample_row(
+    row: dict[str, Any], checker: _FileChecker, config: ValidationConfig
+) -> tuple[dict[str, Any], tuple[int, int] | None]:
+    caption = row["caption"] or ""
+    video = checker.video(row["video_path"])
+    readable = video is not None
+    background = row["background_path"]
+    sample = {
+        "row_id": row["sample_id"],
+        **{name: row[name] for name in SAMPLE_FIELDS if name != "entities"},
+        "num_entities": len(row["entities"] or []),
+        "caption_nonblank": bool(caption.strip()),
+        "clip_range_valid": _all_set(row["clip_start"], row["clip_end"])
+        and 0 <= row["clip_start"] < row["clip_end"],
+        "paths_inside": checker.inside(row["video_path"])
+        and (background is None or checker.inside(background)),
+        "video_readable": readable,
+        "video_frames_match": video[0] == row["num_frames"] if readable else None,
+        "video_size_match": (video[1], video[2]) == (row["width"], row["height"]) if readable else None,
+        "video_sha256_match": (checker.sha256(row["video_path"]) == row["sha256"])
+        if readable and config.check_sha256
+        else None,
+        "background_readable": True if background is None else checker.image(background) is not None,
+    }
+    return sample, ((video[1], video[2]) if readable else None)
+
+
+def _entity_row(
+    row: dict[str, Any],
+    index: int,
+    entity: dict[str, Any],
+    checker: _FileChecker,
+    frame_size: tuple[int, int] | None,
+) -> dict[str, Any]:
+    caption = (row["caption"] or "").lower()
+    word = entity.get("word") or ""
+    start, end = entity.get("token_start"), entity.get("token_end")
+    references = entity.get("reference_paths") or []
+    masks = entity.get("mask_paths") or []
+    boxes = entity.get("boxes") or []
+    scores = [s for s in entity.get("scores") or [] if s is not None]
+    areas = [a for a in entity.get("areas") or [] if a is not None]
+    mask_sizes = [checker.image(m) for m in masks]
+    masks_readable = bool(masks) and all(size is not None for size in mask_sizes)
+    return {
+        "row_id": f"{row['sample_id']}:{word}",
+        "sample_id": row["sample_id"],
+        "entity_index": index,
+        "word": word,
+        "kind": entity.get("kind"),
+        "token_start": start,
+        "token_end": end,
+        "word_nonblank": bool(word.strip()),
+        "word_in_caption": bool(word.strip()) and word.lower() in caption,
+        "span_matches_word": _all_set(start, end) and caption[start:end] == word.lower(),
+        "num_references": len(references),
+        "num_masks": len(masks),
+        "keyframe_lists_consistent": len(masks)
+        == len(boxes)
+        == len(entity.get("scores") or [])
+        == len(areas),
+        "paths_inside": all(checker.inside(p) for p in [*references, *masks]),
+        "references_readable": all(checker.image(p) is not None for p in references),
+        "masks_readable": masks_readable,
+        "masks_match_frame": all(size == frame_size for size in mask_sizes)
+        if masks_readable and frame_size is not None
+        else None,
+        "boxes_in_frame": all(_box_in_frame(b, frame_size) for b in boxes)
+        if frame_size is not None
+        else None,
+        "min_area": min(areas) if areas else None,
+        "max_area": max(areas) if areas else None,
+        "min_score": min(scores) if scores else None,
+        "max_score": max(scores) if scores else None,
+    }
+
+
+def _all_set(*values: Any) -> bool:
+    return all(v is not None for v in values)
+
+
+def _box_in_frame(box: list[float] | None, frame_size: tuple[int, int]) -> bool:
+    """x0 < x1 and y0 < y1 inside the frame, with one pixel of slack for rounding at the border."""
+    if box is None or len(box) != 4 or any(v is None for v in box):
+        return False
+    x0, y0, x1, y1 = box
+    width, height = frame_size
+    return -1 <= x0 < x1 <= width + 1 and -1 <= y0 < y1 <= height + 1
+
+
+class _FileChecker:
+    """Resolves manifest paths inside the dataset folder and opens each file once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.image = cache(self._image)
+        self.video = cache(self._video)
+        self.sha256 = cache(self._sha256)
+
+    def inside(self, relative: str | None) -> bool:
+        if not relative or Path(relative).is_absolute():
+            return False
+        return (self.root / relative).resolve().is_relative_to(self.root)
+
+    def _path(self, relative: str | None) -> Path | None:
+        if not self.inside(relative):
+            return None
+        path = self.root / relative
+        return path if path.is_file() else None
+
+    def _image(self, relative: str | None) -> tuple[int, int] | None:
+        """(width, height) of a fully decodable image, else None."""
+        from PIL import Image
+
+        path = self._path(relative)
+        if path is None:
+            return None
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image.size
+        except (OSError, ValueError, SyntaxError):
+            return None
+
+    def _video(self, relative: str | None) -> tuple[int, int, int] | None:
+        """(frames, width, height) when every frame decodes, else None."""
+        import av
+
+        path = self._path(relative)
+        if path is None:
+            return None
+        frames, size = 0, (0, 0)
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    return None
+                stream = container.streams.video[0]
+                declared = int(stream.frames or 0)
+                for frame in container.decode(stream):
+                    frames, size = frames + 1, (frame.width, frame.height)
+        except (av.error.FFmpegError, ValueError, OSError):
+            return None
+        # A cut-off file often decodes its first frames and stops; the container still declares the total.
+        if frames == 0 or (declared and frames < declared):
+            return None
+        return frames, *size
+
+    def _sha256(self, relative: str) -> str:
+        digest = hashlib.sha256()
+        with open(self.root / relative, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
