@@ -170,14 +170,14 @@ def small() -> AlchemistConfig:
     return AlchemistConfig(
         name="small",
         dit=DiTConfig(hidden_size=192, depth=4, num_heads=4, patch_size=(1, 2, 2)),
-        text=TextEncoderConfig(hidden_size=64, num_layers=2, num_heads=2),
+        text=TextEncoderConfig(path="builtin:minilm"),  # the pretrained MiniLM that ships offline
         image=ImageEncoderConfig(hidden_size=64, num_layers=2, num_heads=2, token_grid=2),
         video=VideoConfig(frames=8, height=48, width=48),
     )
 
 
 def base() -> AlchemistConfig:
-    """GPU cluster: ~0.6B-parameter DiT on a video VAE latent (Wan-style 4x8x8 compression, 16 channels)."""
+    """GPU cluster: a 1.0B-parameter DiT on a video VAE latent (Wan-style 4x8x8 compression, 16 channels)."""
     return AlchemistConfig(
         name="base",
         dit=DiTConfig(
@@ -191,7 +191,7 @@ def base() -> AlchemistConfig:
 
 
 def large() -> AlchemistConfig:
-    """GPU cluster: ~2B-parameter DiT, the paper's scale class, at the paper's 512x288 output."""
+    """GPU cluster: a 3.0B-parameter DiT at the paper's 512x288 output."""
     config = base()
     return dataclasses.replace(
         config,
