@@ -1,0 +1,11 @@
+"""Export step: a trained checkpoint -> a versioned, self-contained Triton model repository."""
+
+from components.export.repository import (
+    ExportError,
+    ExportResult,
+    default_limits,
+    export_model_repository,
+    render_config,
+)
+
+__all__ = ["ExportError", "ExportResult", "default_limits", "export_model_repository", "render_config"]

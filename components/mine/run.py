@@ -1,0 +1,246 @@
+"""Mine a whole dataset: shards in parallel processes, per-shard done files, one manifest at the end.
+
+A shard's done file records a fingerprint of its inputs and of the config fields that shape its output, so a
+re-run skips shards that are finished and unchanged and redoes the rest. Samples fail one at a time into
+rejects; only a broken configuration (a backend that cannot load) stops the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from components.mine.backends import build_extractor, build_fill, build_segmenter
+from components.mine.captions import load_captions
+from components.mine.config import MinerConfig
+from components.mine.sample import SampleInput, SampleRejected, mine_sample
+from components.mine.schema import MANIFEST, REJECTS, write_table
+
+
+@dataclass(frozen=True)
+class MiningSummary:
+    """What a run produced and where."""
+
+    out: Path
+    manifest_path: Path
+    rejects_path: Path
+    dataset_json: Path
+    samples: int
+    rejected: int
+    shards: int
+    shards_skipped: int
+    seconds: float
+
+    @property
+    def clips_per_second(self) -> float:
+        return (self.samples + self.rejected) / self.seconds if self.seconds > 0 else 0.0
+
+
+def mine_dataset(
+    videos: str, captions: str, out: str, config: MinerConfig | None = None, progress: bool = True
+) -> MiningSummary:
+    """Mine the captioned videos in `videos` (a folder or s3:// prefix) into the dataset folder `out`.
+
+    `captions` (a path or s3:// URI) is a JSONL or CSV of `file, caption` (file relative to `videos`) or an
+    MSR-VTT annotation JSON.
+    """
+    config = config or MinerConfig()
+    started = time.perf_counter()
+    videos_dir = _materialize(videos)
+    root = Path(out)
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    items = _inputs(videos, videos_dir, captions)
+    shards = [items[i : i + config.shard_size] for i in range(0, len(items), config.shard_size)]
+    todo, skipped = [], 0
+    for index, shard in enumerate(shards):
+        if _is_done(root, index, _fingerprint(shard, config)):
+            skipped += 1
+        else:
+            todo.append(index)
+    bar = tqdm(total=sum(len(shards[i]) for i in todo), desc="mining", unit="clip", disable=not progress)
+    crashed: list[dict] = []
+    if config.workers == 1 or len(todo) <= 1:
+        for index in todo:
+            _mine_shard(index, shards[index], config, root, bar.update)
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=context) as pool:
+            futures = {pool.submit(_mine_shard, i, shards[i], config, root): i for i in todo}
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    future.result()
+                except BrokenProcessPool as error:
+                    crashed += [
+                        _reject(item, "internal", f"worker process crashed: {error}")
+                        for item in shards[index]
+                    ]
+                bar.update(len(shards[index]))
+    bar.close()
+    return _merge(
+        root, len(shards), skipped, crashed, config, videos, captions, time.perf_counter() - started
+    )
+
+
+def _materialize(uri: str, folder: bool = True) -> Path:
+    """A local path for `uri`; an s3:// URI is downloaded into the storage cache first."""
+    if str(uri).startswith("s3://"):
+        from components.storage import materialize
+
+        return Path(materialize(uri))
+    path = Path(uri)
+    if folder and not path.is_dir():
+        raise FileNotFoundError(f"videos folder {path} does not exist")
+    return path
+
+
+def _inputs(videos: str, videos_dir: Path, captions: str) -> list[SampleInput]:
+    records = load_captions(_materialize(captions, folder=False))
+    counts: dict[str, int] = {}
+    items = []
+    for record in records:
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(record.file).with_suffix("").as_posix())
+        counts[stem] = counts.get(stem, 0) + 1
+        sample_id = stem if counts[stem] == 1 else f"{stem}-{counts[stem] - 1}"
+        source = f"{str(videos).rstrip('/')}/{record.file}"
+        items.append(SampleInput(sample_id, videos_dir / record.file, record.caption, source))
+    return items
+
+
+def _fingerprint(shard: list[SampleInput], config: MinerConfig) -> str:
+    inputs = [
+        (
+            i.sample_id,
+            str(i.video_path),
+            i.caption,
+            i.video_path.stat().st_size if i.video_path.is_file() else -1,
+        )
+        for i in shard
+    ]
+    blob = json.dumps({"config": config.fingerprint_fields(), "inputs": inputs}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _shard_paths(root: Path, index: int) -> tuple[Path, Path, Path]:
+    base = root / "shards" / f"shard-{index:05d}"
+    return (
+        base.with_suffix(".manifest.parquet"),
+        base.with_suffix(".rejects.parquet"),
+        base.with_suffix(".done"),
+    )
+
+
+def _is_done(root: Path, index: int, fingerprint: str) -> bool:
+    manifest, rejects, done = _shard_paths(root, index)
+    if not (done.is_file() and manifest.is_file() and rejects.is_file()):
+        return False
+    return json.loads(done.read_text()).get("fingerprint") == fingerprint
+
+
+def _mine_shard(
+    index: int, shard: list[SampleInput], config: MinerConfig, root: Path, on_sample=None
+) -> None:
+    """Mine one shard and write its parquet files, then its done file (last, so a crash leaves none)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    extractor, segmenter, fill = build_extractor(config), build_segmenter(config), build_fill(config)
+    rows, rejects = [], []
+    for item in shard:
+        try:
+            rows.append(mine_sample(item, config, extractor, segmenter, root, fill))
+        except SampleRejected as rejected:
+            rejects.append(_reject(item, rejected.stage, rejected.reason))
+        except Exception as error:  # one sample's unexpected failure must not cost the others
+            rejects.append(_reject(item, "internal", f"{type(error).__name__}: {error}"))
+        if on_sample is not None:
+            on_sample(1)
+    manifest, rejects_path, done = _shard_paths(root, index)
+    write_table([{**row, "split": ""} for row in rows], MANIFEST, manifest)
+    write_table(rejects, REJECTS, rejects_path)
+    record = {"fingerprint": _fingerprint(shard, config), "samples": len(rows), "rejected": len(rejects)}
+    done.write_text(json.dumps(record))
+
+
+def _reject(item: SampleInput, stage: str, reason: str) -> dict:
+    return {"sample_id": item.sample_id, "source": item.source, "stage": stage, "reason": reason}
+
+
+def _merge(
+    root: Path,
+    num_shards: int,
+    skipped: int,
+    crashed: list[dict],
+    config: MinerConfig,
+    videos: str,
+    captions: str,
+    seconds: float,
+) -> MiningSummary:
+    manifests, rejects = [], [pa.Table.from_pylist(crashed, schema=REJECTS)]
+    for index in range(num_shards):
+        manifest, rejects_path, done = _shard_paths(root, index)
+        if done.is_file():
+            manifests.append(pq.read_table(manifest, schema=MANIFEST))
+            rejects.append(pq.read_table(rejects_path, schema=REJECTS))
+    table = pa.concat_tables(manifests) if manifests else MANIFEST.empty_table()
+    table = table.sort_by("sample_id")
+    splits = assign_splits(table.column("sample_id").to_pylist(), config.val_fraction, config.test_fraction)
+    table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits, pa.string()))
+    rejected = pa.concat_tables(rejects).sort_by("sample_id")
+    manifest_path, rejects_path = root / "manifest.parquet", root / "rejects.parquet"
+    pq.write_table(table, manifest_path)
+    pq.write_table(rejected, rejects_path)
+    stages: dict[str, int] = {}
+    for stage in rejected.column("stage").to_pylist():
+        stages[stage] = stages.get(stage, 0) + 1
+    split_counts = {s: splits.count(s) for s in ("train", "val", "test")}
+    meta = {
+        "inputs": {"videos": str(videos), "captions": str(captions)},
+        "config": config.to_dict(),
+        "counts": {"samples": table.num_rows, "rejected": rejected.num_rows, "splits": split_counts},
+        "rejects_by_stage": stages,
+        "shards": {"total": num_shards, "skipped": skipped},
+    }
+    dataset_json = root / "dataset.json"
+    dataset_json.write_text(json.dumps(meta, indent=2))
+    return MiningSummary(
+        root,
+        manifest_path,
+        rejects_path,
+        dataset_json,
+        table.num_rows,
+        rejected.num_rows,
+        num_shards,
+        skipped,
+        seconds,
+    )
+
+
+def assign_splits(sample_ids: list[str], val_fraction: float, test_fraction: float) -> list[str]:
+    """Split by rank of a hash of the sample id: stable for a given set, at least one val and test sample
+    once there are three samples (when the fraction is non-zero)."""
+    n = len(sample_ids)
+    order = sorted(range(n), key=lambda i: hashlib.sha256(sample_ids[i].encode()).hexdigest())
+
+    def count(fraction: float) -> int:
+        return 0 if fraction == 0 or n < 3 else max(1, round(n * fraction))
+
+    n_test, n_val = count(test_fraction), count(val_fraction)
+    splits = ["train"] * n
+    for rank, i in enumerate(order):
+        if rank < n_test:
+            splits[i] = "test"
+        elif rank < n_test + n_val:
+            splits[i] = "val"
+    return splits

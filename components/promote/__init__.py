@@ -1,0 +1,1 @@
+"""Promotion gate: a YAML policy decides whether an evaluated model becomes the served `champion`."""

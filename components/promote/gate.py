@@ -1,0 +1,307 @@
+"""Promotion gate over the MLflow model registry.
+
+`decide` is pure: candidate metrics (+ champion metrics) and a policy give pass/fail with one row per
+check. `promote` reads the candidate run, finds the baseline (the current `champion`), decides, and
+applies the decision idempotently:
+
+- pass: register (or reuse) the run's model version, publish it for serving, alias it `champion` and
+  the former champion `previous-champion`;
+- fail: register (or reuse) the version and alias it `challenger`; nothing served changes.
+
+The decision, its baseline and the policy fingerprint are recorded as run tags, and a markdown table
+as the run artifact `promotion/summary.md`. A re-run with the same policy compares against the
+recorded baseline (not against itself once it became champion), so it reaches the same decision, and
+every action checks the registry first, so nothing happens twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from components.promote.policy import GatePolicy
+
+CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
+METRIC_PREFIX = "eval/"
+RANDOM_TAG = "evaluator.random_weights"
+Publish = Callable[[str], None]
+
+
+class PromotionError(RuntimeError):
+    """The candidate run or the registry is not in a state the gate can act on."""
+
+
+@dataclass
+class Check:
+    metric: str
+    rule: str  # threshold | no_regress | improve | evaluators
+    candidate: float | None
+    champion: float | None
+    bound: float | None
+    passed: bool
+    reason: str
+
+
+@dataclass
+class GateDecision:
+    passed: bool
+    checks: list[Check]
+    policy: GatePolicy
+    run_id: str = ""
+    model_name: str = ""
+    baseline_run_id: str | None = None
+    version: str | None = None
+    actions: list[str] = field(default_factory=list)  # what this call changed (empty on an idempotent re-run)
+
+    @property
+    def decision(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    def reasons(self) -> list[str]:
+        return [f"{c.metric} ({c.rule}): {c.reason}" for c in self.checks if not c.passed]
+
+    def markdown(self) -> str:
+        def num(v: float | None) -> str:
+            return "-" if v is None else f"{v:.4f}"
+
+        lines = [
+            f"## Promotion gate: **{self.decision.upper()}**",
+            "",
+            f"- policy: `{self.policy.name}` ({self.policy.fingerprint()}); random evaluators allowed: "
+            f"{self.policy.allow_random_evaluators}",
+            f"- candidate run: `{self.run_id}`; baseline (champion) run: `{self.baseline_run_id or 'none'}`",
+            f"- model: `{self.model_name}` version {self.version or '-'}",
+            "",
+            "| metric | rule | candidate | champion | threshold/bound | result | reason |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in self.checks:
+            lines.append(
+                f"| {c.metric} | {c.rule} | {num(c.candidate)} | {num(c.champion)} | {num(c.bound)} | "
+                f"{'pass' if c.passed else 'FAIL'} | {c.reason} |"
+            )
+        if self.policy.description:
+            lines += ["", f"> {self.policy.description}"]
+        return "\n".join(lines) + "\n"
+
+
+def decide(
+    policy: GatePolicy,
+    candidate: dict[str, float],
+    random_evaluators: list[str] | None,
+    champion: dict[str, float] | None,
+) -> tuple[bool, list[Check]]:
+    """Every check of `policy`; `random_evaluators=None` means the run does not say (treated as random)."""
+    checks: list[Check] = []
+    if random_evaluators is None or random_evaluators:
+        named = (
+            "unknown (run lacks the evaluator.random_weights tag)"
+            if random_evaluators is None
+            else ", ".join(random_evaluators)
+        )
+        ok = policy.allow_random_evaluators
+        reason = f"random-weight evaluators: {named}; " + (
+            "allowed by policy" if ok else "policy forbids promoting on them"
+        )
+        checks.append(Check("evaluators", "evaluators", None, None, None, ok, reason))
+
+    def value(metrics: dict[str, float] | None, name: str) -> float | None:
+        v = (metrics or {}).get(name)
+        return None if v is None or math.isnan(v) else v
+
+    for metric, minimum in sorted(policy.thresholds.items()):
+        cand = value(candidate, metric)
+        if cand is None:
+            checks.append(
+                Check(
+                    metric,
+                    "threshold",
+                    None,
+                    value(champion, metric),
+                    minimum,
+                    False,
+                    "missing from the candidate run",
+                )
+            )
+            continue
+        ok = cand >= minimum
+        reason = f"{cand:.4f} {'>=' if ok else '<'} threshold {minimum:.4f}"
+        checks.append(Check(metric, "threshold", cand, value(champion, metric), minimum, ok, reason))
+    for metric, tolerance in sorted(policy.must_not_regress.items()):
+        cand, champ = value(candidate, metric), value(champion, metric)
+        if cand is None:
+            checks.append(
+                Check(metric, "no_regress", None, champ, None, False, "missing from the candidate run")
+            )
+        elif champ is None:
+            reason = (
+                "no champion yet" if champion is None else "champion has no value; nothing to regress from"
+            )
+            checks.append(Check(metric, "no_regress", cand, None, None, True, reason))
+        else:
+            bound = champ - tolerance
+            ok = cand >= bound
+            reason = f"{cand:.4f} {'>=' if ok else '<'} champion {champ:.4f} - tolerance {tolerance:.4f}"
+            checks.append(Check(metric, "no_regress", cand, champ, bound, ok, reason))
+    for metric in sorted(policy.must_improve):
+        cand, champ = value(candidate, metric), value(champion, metric)
+        if cand is None:
+            checks.append(
+                Check(metric, "improve", None, champ, None, False, "missing from the candidate run")
+            )
+        elif champ is None:
+            checks.append(Check(metric, "improve", cand, None, None, True, "no champion to improve on"))
+        else:
+            ok = cand > champ
+            checks.append(
+                Check(
+                    metric,
+                    "improve",
+                    cand,
+                    champ,
+                    champ,
+                    ok,
+                    f"{cand:.4f} {'>' if ok else '<='} champion {champ:.4f}",
+                )
+            )
+    return all(c.passed for c in checks), checks
+
+
+def _alias_version(client, name: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def _eval_metrics(run) -> dict[str, float]:
+    return {k[len(METRIC_PREFIX) :]: v for k, v in run.data.metrics.items() if k.startswith(METRIC_PREFIX)}
+
+
+def _ensure_version(client, name: str, run, artifact_path: str, actions: list[str]) -> str:
+    """The registry version made from this run, registering it once."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+        actions.append(f"created registered model {name}")
+    existing = client.search_model_versions(f"name='{name}' and run_id='{run.info.run_id}'")
+    if existing:
+        return str(min(int(v.version) for v in existing))
+    import mlflow
+
+    try:  # a model logged with mlflow.<flavor>.log_model (MLflow 3 LoggedModel)
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/{artifact_path}", name).version
+    except MlflowException:  # plain run artifacts (a checkpoint folder): register the artifact location
+        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+        version = client.create_model_version(name, source=source, run_id=run.info.run_id).version
+    actions.append(f"registered {name} version {version}")
+    return str(version)
+
+
+def promote(
+    run_id: str,
+    model_name: str,
+    policy: GatePolicy,
+    *,
+    artifact_path: str = "model",
+    publish: Publish | None = None,
+) -> GateDecision:
+    """Decide on `run_id` under `policy` and apply the decision to `model_name` in the MLflow registry."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+    except MlflowException as err:
+        raise PromotionError(f"run_id={run_id!r} not found in the tracking store: {err}") from err
+    if not client.list_artifacts(run_id, artifact_path):
+        raise PromotionError(
+            f"run {run_id} has no artifacts under {artifact_path!r}; log the model (checkpoint folder) there first"
+        )
+    tags = run.data.tags
+    random_tag = tags.get(RANDOM_TAG)
+    random_evaluators = None if random_tag is None else [x for x in random_tag.split(",") if x]
+
+    if tags.get("promotion.policy_fingerprint") == policy.fingerprint():
+        baseline = (
+            tags.get("promotion.baseline_run_id") or None
+        )  # re-run: same baseline as the first decision
+        baseline = None if baseline == "none" else baseline
+    else:
+        champion_version = _alias_version(client, model_name, CHAMPION)
+        baseline = None
+        if champion_version is not None:
+            baseline = client.get_model_version(model_name, champion_version).run_id
+            if baseline == run_id:
+                previous = _alias_version(client, model_name, PREVIOUS)
+                baseline = client.get_model_version(model_name, previous).run_id if previous else None
+    champion_metrics = _eval_metrics(client.get_run(baseline)) if baseline else None
+    passed, checks = decide(policy, _eval_metrics(run), random_evaluators, champion_metrics)
+
+    actions: list[str] = []
+    version = _ensure_version(client, model_name, run, artifact_path, actions)
+    model_uri = f"models:/{model_name}/{version}"
+    if passed:
+        mv = client.get_model_version(model_name, version)
+        if publish is not None and mv.tags.get("published") != "true":
+            publish(model_uri)
+            client.set_model_version_tag(model_name, version, "published", "true")
+            actions.append(f"published {model_uri}")
+        current = _alias_version(client, model_name, CHAMPION)
+        if current != version:
+            if current is not None:
+                client.set_registered_model_alias(model_name, PREVIOUS, current)
+                actions.append(f"{PREVIOUS} -> version {current}")
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+            actions.append(f"{CHAMPION} -> version {version}")
+        if _alias_version(client, model_name, CHALLENGER) == version:
+            client.delete_registered_model_alias(model_name, CHALLENGER)
+            actions.append(f"removed {CHALLENGER} from version {version}")
+    elif _alias_version(client, model_name, CHALLENGER) != version:
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        actions.append(f"{CHALLENGER} -> version {version}")
+
+    decision = GateDecision(passed, checks, policy, run_id, model_name, baseline, version, actions)
+    record = {
+        "promotion.decision": decision.decision,
+        "promotion.policy": policy.name,
+        "promotion.policy_fingerprint": policy.fingerprint(),
+        "promotion.baseline_run_id": baseline or "none",
+        "promotion.model_version": version,
+        "promotion.reason": "; ".join(decision.reasons())[:4000] or "all checks passed",
+    }
+    if any(tags.get(k) != v for k, v in record.items()):
+        for k, v in record.items():
+            client.set_tag(run_id, k, v)
+        client.log_text(run_id, decision.markdown(), "promotion/summary.md")
+        actions.append("recorded decision on the run")
+    return decision
+
+
+def repository_publisher(repository_dir: str | Path, triton_model_name: str = "video_alchemist") -> Publish:
+    """Publish a registry version into a Triton model repository (version folder = registry version).
+
+    The version's artifact must be a model checkpoint folder (config.json + model.safetensors); an
+    already exported version folder is left as it is.
+    """
+
+    def publish(model_uri: str) -> None:
+        import mlflow
+
+        from components.export.repository import export_model_repository
+
+        version = int(model_uri.rsplit("/", 1)[-1])
+        if (Path(repository_dir) / triton_model_name / str(version)).exists():
+            return
+        checkpoint = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+        export_model_repository(checkpoint, repository_dir, model_name=triton_model_name, version=version)
+
+    return publish

@@ -1,0 +1,73 @@
+"""KFP step: one training stage (DeepSpeed ZeRO) on the versioned dataset, logged to MLflow."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from pipelines.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    stage: int,
+    steps: int,
+    preset: str,
+    deepspeed_config: str,
+    text_encoder: str,
+    image_encoder: str,
+    vae: str,
+    tracking_uri: str,
+    experiment: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    init: Input[Model] = None,
+):
+    """Train `stage` (1: text cross-attention only; 2: everything, from `init`) for `steps` optimizer steps.
+
+    Encoder locations "" mean random weights (tagged in MLflow); `deepspeed_config` "" means ZeRO-2 from
+    infra/deepspeed. The model artifact is the stage's final `save_pretrained` folder (+ EMA weights).
+    """
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from components.train.config import DataConfig, TrainConfig
+    from components.train.trainer import train as run_training
+
+    overrides = {
+        k: {"path": v} for k, v in (("text", text_encoder), ("image", image_encoder), ("vae", vae)) if v
+    }
+    data_rev = dataset.metadata.get("data_rev", "")
+    with tempfile.TemporaryDirectory(prefix=f"train-stage{stage}-") as work:
+        config = TrainConfig(
+            out=Path(work),
+            preset=preset,
+            stage=str(stage),
+            steps=steps,
+            init_from=Path(init.path) if init is not None else None,
+            model_overrides=overrides,
+            tracking_uri=tracking_uri or None,
+            experiment=experiment,
+            run_name=f"{preset}-{data_rev[:8] or 'data'}",
+            data_rev=data_rev or None,
+            data=DataConfig(manifest=Path(dataset.path)),
+            **({"deepspeed_config": Path(deepspeed_config)} if deepspeed_config else {}),
+        )
+        result = run_training(config)
+        if result.final_dir is None:
+            raise RuntimeError(f"training stage {stage} was interrupted before it finished")
+        shutil.copytree(result.final_dir, model.path)
+    (stage_result,) = result.stages
+    for name, value in result.metrics.items():
+        metrics.log_metric(name.replace("/", "_"), value)
+    model.metadata.update(
+        stage=stage,
+        preset=preset,
+        data_rev=data_rev,
+        mlflow_run_id=stage_result.mlflow_run_id or "",
+        steps=steps,
+    )
+    # kfp.local keeps metrics in metadata only and treats a cached artifact without a file as a miss.
+    Path(metrics.path).write_text(json.dumps(metrics.metadata, indent=2))
+    print(f"stage {stage}: {steps} steps, metrics {result.metrics}, MLflow run {stage_result.mlflow_run_id}")

@@ -1,0 +1,266 @@
+"""Samples of a mined dataset (manifest.parquet + media/) as `model.batch.TrainingBatch`es.
+
+A sample is the target clip (decoded with PyAV, frames evenly spaced over the clip, resized and centre-cropped
+to the training size), its caption, the masked reference crops of each entity (augmented against
+copy-paste) and the inpainted background. A sample whose files are missing or corrupt is skipped with a
+warning and counted, never fatal: one bad clip must not kill a long run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from components.train.augment import augment_reference
+from components.train.config import AugmentConfig, DataConfig
+from components.train.sampler import ResumableSampler
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("sample_id", "caption", "video_path", "entities")
+
+
+class ManifestError(ValueError):
+    """The dataset folder or its manifest cannot be trained on."""
+
+
+class SampleError(RuntimeError):
+    """One sample cannot be read (missing or corrupt file); the loader skips it."""
+
+
+@dataclass
+class SampleSize:
+    frames: int
+    height: int
+    width: int
+    reference_size: int
+    max_entities: int
+    max_references: int
+
+
+@dataclass
+class Sample:
+    sample_id: str
+    video: torch.Tensor  # [3, T, H, W] in [-1, 1]
+    caption: str
+    entities: list[tuple[str, torch.Tensor]]  # (word, [k, 3, s, s] in [0, 1])
+    background: torch.Tensor | None  # [1, 3, s, s] in [0, 1]
+
+
+@dataclass
+class Batch:
+    """A collated micro-batch plus the bookkeeping the trainer needs (data position, skipped samples)."""
+
+    training: Any  # model.batch.TrainingBatch
+    sample_ids: list[str]
+    num_indices: int  # sampler indices consumed, including skipped samples
+    skipped: list[str] = field(default_factory=list)
+
+    def pin_memory(self) -> Batch:
+        if self.training is not None:
+            self.training = _map_tensors(self.training, lambda t: t.pin_memory())
+        return self
+
+    def to(self, device: torch.device | str) -> Batch:
+        non_blocking = torch.device(device).type == "cuda"
+        if self.training is not None:
+            self.training = _map_tensors(self.training, lambda t: t.to(device, non_blocking=non_blocking))
+        return self
+
+
+def _map_tensors(batch: Any, fn: Any) -> Any:
+    from model.batch import EntityReference, TrainingBatch
+
+    return TrainingBatch(
+        video=fn(batch.video),
+        prompts=batch.prompts,
+        entities=[[EntityReference(e.word, fn(e.images)) for e in ents] for ents in batch.entities],
+        backgrounds=[None if b is None else fn(b) for b in batch.backgrounds],
+    )
+
+
+def read_manifest(dataset_dir: Path, split: str | None) -> list[dict[str, Any]]:
+    """Rows of `manifest.parquet`, checked for the columns training needs."""
+    path = Path(dataset_dir) / "manifest.parquet"
+    if not path.is_file():
+        raise ManifestError(f"{path} not found: expected a mined dataset folder (manifest.parquet + media/)")
+    table = pq.read_table(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ManifestError(f"{path} lacks columns {missing}; it has {table.column_names}")
+    rows = table.to_pylist()
+    if split is not None:
+        rows = [r for r in rows if r.get("split") == split]
+    if not rows:
+        raise ManifestError(f"{path} has no rows for split={split!r}")
+    return rows
+
+
+class ManifestDataset(Dataset):
+    """Index with `(epoch, index)` (from `ResumableSampler`) or a plain index; returns `Sample` or None."""
+
+    def __init__(
+        self,
+        dataset_dir: Path,
+        size: SampleSize,
+        split: str | None = "train",
+        augment: AugmentConfig | None = None,
+        p_background: float = 1.0,
+        cache_dir: Path | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(dataset_dir)
+        self.rows = read_manifest(self.root, split)
+        self.size, self.augment, self.p_background, self.seed = size, augment, p_background, seed
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[str, Sample | None]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        row = self.rows[index]
+        try:
+            return row["sample_id"], self.load(row, np.random.default_rng([self.seed, epoch, index]))
+        except (SampleError, OSError, ValueError, av.error.FFmpegError) as err:
+            log.warning("skipping sample %s: %s", row.get("sample_id"), err)
+            return row["sample_id"], None
+
+    def load(self, row: dict[str, Any], rng: np.random.Generator) -> Sample:
+        video = torch.from_numpy(self.clip(row)).permute(3, 0, 1, 2).float() / 127.5 - 1.0
+        caption = row["caption"]
+        entities = []
+        usable = [e for e in row["entities"] if e.get("reference_paths")]
+        if len(usable) > self.size.max_entities:
+            keep = sorted(rng.choice(len(usable), self.size.max_entities, replace=False).tolist())
+            usable = [usable[i] for i in keep]
+        for entity in usable:
+            paths = list(entity["reference_paths"])
+            if len(paths) > self.size.max_references:
+                paths = [paths[i] for i in rng.choice(len(paths), self.size.max_references, replace=False)]
+            images = torch.stack([self.reference(p, rng) for p in paths])
+            entities.append((entity_word(caption, entity), images))
+        background = None
+        if row.get("background_path") and rng.random() < self.p_background:
+            background = self.reference(row["background_path"], rng, augment=False)[None]
+        return Sample(row["sample_id"], video, caption, entities, background)
+
+    def clip(self, row: dict[str, Any]) -> np.ndarray:
+        """uint8 [T, H, W, 3], from the disk cache when enabled."""
+        s = self.size
+        path = self.root / row["video_path"]
+        if self.cache_dir is None:
+            return decode_clip(path, s.frames, s.height, s.width)
+        key = row.get("sha256") or hashlib.sha256(str(path).encode()).hexdigest()
+        cached = self.cache_dir / f"{key}_{s.frames}x{s.height}x{s.width}.npy"
+        if cached.is_file():
+            return np.load(cached)
+        frames = decode_clip(path, s.frames, s.height, s.width)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, frames)
+        os.replace(tmp, cached)  # atomic: concurrent workers never read a half-written file
+        return frames
+
+    def reference(self, rel_path: str, rng: np.random.Generator, augment: bool = True) -> torch.Tensor:
+        """[3, s, s] float in [0, 1]: padded to a square with its corner colour, resized, augmented."""
+        path = self.root / rel_path
+        if not path.is_file():
+            raise SampleError(f"reference image {path} does not exist")
+        with Image.open(path) as im:
+            image = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        image = square_resize(image, self.size.reference_size)
+        if augment and self.augment is not None:
+            image = augment_reference(image, self.augment, rng)
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def entity_word(caption: str, entity: dict[str, Any]) -> str:
+    """The entity's text as it appears in the caption (its character span when valid, else its word)."""
+    start, end = entity.get("token_start"), entity.get("token_end")
+    if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(caption):
+        return caption[start:end]
+    return entity["word"]
+
+
+def square_resize(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    n = max(h, w)
+    fill = image[0, 0]
+    canvas = np.empty((n, n, 3), dtype=np.float32)
+    canvas[:] = fill
+    top, left = (n - h) // 2, (n - w) // 2
+    canvas[top : top + h, left : left + w] = image
+    interp = cv2.INTER_AREA if n > side else cv2.INTER_LINEAR
+    return cv2.resize(canvas, (side, side), interpolation=interp)
+
+
+def decode_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
+    """`frames` frames evenly spaced over the whole clip, resized to cover HxW and centre-cropped."""
+    if not path.is_file():
+        raise SampleError(f"video {path} does not exist")
+    decoded = []
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise SampleError(f"video {path} has no video stream")
+        for frame in container.decode(video=0):
+            decoded.append(cover_crop(frame.to_ndarray(format="rgb24"), height, width))
+    if not decoded:
+        raise SampleError(f"video {path} decoded to zero frames")
+    picks = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
+    return np.stack([decoded[i] for i in picks])
+
+
+def cover_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    scale = max(height / h, width / w)
+    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (nw, nh), interpolation=interp)
+    top, left = (nh - height) // 2, (nw - width) // 2
+    return resized[top : top + height, left : left + width]
+
+
+def collate(items: list[tuple[str, Sample | None]]) -> Batch:
+    """Drops skipped samples; a batch may come out empty (the trainer then draws the next one)."""
+    from model.batch import EntityReference, TrainingBatch
+
+    samples = [s for _, s in items if s is not None]
+    skipped = [sid for sid, s in items if s is None]
+    training = None
+    if samples:
+        training = TrainingBatch(
+            video=torch.stack([s.video for s in samples]),
+            prompts=[s.caption for s in samples],
+            entities=[[EntityReference(word, images) for word, images in s.entities] for s in samples],
+            backgrounds=[s.background for s in samples],
+        )
+    return Batch(training, [s.sample_id for s in samples], len(items), skipped)
+
+
+def build_loader(
+    dataset: ManifestDataset, data: DataConfig, sampler: ResumableSampler, pin_memory: bool
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=data.batch_size,
+        sampler=sampler,
+        num_workers=data.num_workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=False,  # the sampler position changes between iterators (resume, epochs)
+        drop_last=False,
+    )

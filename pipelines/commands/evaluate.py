@@ -1,0 +1,149 @@
+"""`alchemist evaluate`: MSRVTT-Personalization scores (and toy-world scores) of a checkpoint or of videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+DEFAULT_TRACKING_URI = "sqlite:///work/mlflow.db"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """Explicit URI, else $MLFLOW_TRACKING_URI, else the embedded default SQLite file under work/."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri == DEFAULT_TRACKING_URI:
+        Path("work").mkdir(exist_ok=True)
+    return uri
+
+
+def evaluate_command(
+    benchmark: Path = typer.Option(
+        ..., help="Benchmark folder: published MSRVTT-Personalization layout or a mined dataset."
+    ),
+    out: Path = typer.Option(
+        Path("work/evaluation"), help="Output folder for generated videos and the report."
+    ),
+    checkpoint: Path = typer.Option(
+        None, help="Model checkpoint folder to generate from (Generator.from_pretrained)."
+    ),
+    videos: Path = typer.Option(None, help="Already generated videos: <videos>/<mode>/<sample_id>.mp4."),
+    layout: str = typer.Option("auto", help="Benchmark layout: auto, published or manifest."),
+    split: str = typer.Option("test", help="Manifest split to evaluate (manifest layout)."),
+    modes: str = typer.Option(None, help="Comma-separated modes (default: every mode the benchmark has)."),
+    limit: int = typer.Option(None, help="At most this many samples per mode."),
+    evaluators: Path = typer.Option(
+        None, help="YAML/JSON of EvaluatorConfig fields (clip, dino, grounding_dino, sam, ...)."
+    ),
+    clip: str = typer.Option(None, help="CLIP ViT-L/14 folder or s3:// URI (unset: random-weight CLIP)."),
+    dino: str = typer.Option(None, help="DINO ViT-B/16 folder or s3:// URI (unset: random weights)."),
+    grounding_dino: str = typer.Option(
+        None, help="GroundingDINO folder or s3:// URI (unset: random weights)."
+    ),
+    sam: str = typer.Option(None, help="SAM folder or s3:// URI (unset: random weights)."),
+    arcface: str = typer.Option(
+        None, help="Folder or s3:// URI with ArcFace backbone.pth (unset: random weights)."
+    ),
+    face_detector: str = typer.Option(None, help="'haar' (OpenCV's bundled cascade) or 'yunet:<onnx>'."),
+    flow: str = typer.Option(None, help="Dync-D flow backend: 'farneback' or 'raft:<weights>'."),
+    num_frames: int = typer.Option(None, help="Score only the first N frames of each video."),
+    fps: float = typer.Option(
+        8.0, help="Frame rate of generated videos (written to mp4; Dync-D samples at ~8 fps)."
+    ),
+    cache_dir: Path = typer.Option(Path("work/cache/evaluate"), help="Embedding cache folder."),
+    toy_dataset: Path = typer.Option(
+        None, help="Embedded dataset folder whose ground truth adds toy-world scores."
+    ),
+    steps: int = typer.Option(20, help="Sampling steps when generating."),
+    guidance: float = typer.Option(4.0, help="Classifier-free guidance when generating."),
+    seed: int = typer.Option(0, help="Generation seed."),
+    device: str = typer.Option("cpu", help="Device for generation."),
+    max_gifs: int = typer.Option(12, help="Samples shown with GIFs in the HTML report."),
+    mlflow_log: bool = typer.Option(
+        True, "--mlflow/--no-mlflow", help="Log metrics, tags and the report to MLflow."
+    ),
+    tracking_uri: str = typer.Option(
+        None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///work/mlflow.db)."
+    ),
+    experiment: str = typer.Option("evaluate", help="MLflow experiment for a new run."),
+    run_id: str = typer.Option(None, help="Log into this existing MLflow run (e.g. the training run)."),
+) -> None:
+    """Generate (or read) one video per benchmark sample, score it, write report.json/report.html, log to MLflow."""
+    import dataclasses
+
+    import yaml
+    from rich.console import Console
+    from rich.table import Table
+
+    from components.evaluate.benchmark import load_benchmark
+    from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
+    from components.evaluate.report import log_to_mlflow, write_report
+    from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
+
+    if (checkpoint is None) == (videos is None):
+        raise typer.BadParameter(
+            "give exactly one of --checkpoint (generate) or --videos (already generated)"
+        )
+    fields = yaml.safe_load(evaluators.read_text()) if evaluators else {}
+    overrides = dict(clip=clip, dino=dino, grounding_dino=grounding_dino, sam=sam, arcface=arcface)
+    overrides.update(face_detector=face_detector, flow=flow)
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(EvaluatorConfig)}
+    if set(fields) - known:
+        raise typer.BadParameter(
+            f"unknown evaluator fields {sorted(set(fields) - known)}; expected {sorted(known)}"
+        )
+    suite = EvaluatorSuite(EvaluatorConfig(**fields))
+    bench = load_benchmark(benchmark, layout, split).select(modes.split(",") if modes else None, limit)
+    if checkpoint is not None:
+        generation = GenerationConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, device=device)
+        generated = generate_videos(checkpoint, bench, out / "generated", generation)
+    else:
+        generated = {s.key: videos / f"{s.key}.mp4" for s in bench.samples}
+    toy = None
+    if toy_dataset is not None:
+        from components.evaluate.toyworld import toy_truth_for_benchmark
+
+        toy = toy_truth_for_benchmark(bench, toy_dataset)
+    result = evaluate_videos(
+        generated, bench, suite, cache_dir=cache_dir, fps=fps, num_frames=num_frames, toy_truth=toy
+    )
+    if _world()[0] != 0:
+        return
+    write_report(result, out, bench, generated, max_gifs=max_gifs)
+    console = Console()
+    if result.random_weights:
+        console.print(
+            f"[bold red]Random-weight evaluators: {', '.join(result.random_weights)}: scores are not quality."
+        )
+    table = Table(title=f"{bench.name} ({len(result.samples)} samples)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}")
+    if mlflow_log:
+        import mlflow
+
+        uri = resolve_tracking_uri(tracking_uri)
+        mlflow.set_tracking_uri(uri)
+        if run_id is None:
+            if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
+                # artifacts beside the database (work/mlartifacts), not in ./mlruns of whatever the cwd is
+                artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment
+                mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+            mlflow.set_experiment(experiment)
+            with mlflow.start_run() as run:
+                mlflow.log_params(
+                    {"benchmark": str(benchmark), "layout": bench.layout, "checkpoint": str(checkpoint or "")}
+                )
+                run_id = log_to_mlflow(result, out, run.info.run_id)
+        else:
+            log_to_mlflow(result, out, run_id)
+        console.print(f"MLflow run: {run_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,423 @@
+"""Run the whole pipeline on this machine: kfp.local, MLflow on SQLite, DVC with a local remote, local Triton.
+
+Everything lands under one working folder (default `work/`):
+
+    work/embedded/          the embedded dataset (raw videos + captions), generated once
+    work/kfp/<run>/<task>/  task outputs of each pipeline run (kfp.local's pipeline_root)
+    work/kfp/cache/         the step cache: one JSON per (step, inputs, code version)
+    work/mlflow.db          MLflow tracking + model registry; artifacts in work/mlartifacts/
+    work/dvc/, work/dvc-remote/   DVC repository and its local remote
+    work/serving/           the Triton model repository the promotion gate publishes
+    work/triton/            the local tritonserver's log and pid
+
+Skip-if-unchanged: kfp.local only reuses a task's outputs when `enable_caching=True` is passed to
+`kfp.local.init` (a bare `set_caching_options(True)` does nothing locally). Its key covers the component's
+command (the wrapper's source), its arguments (artifacts by URI and metadata) and its environment variables;
+the pipeline adds the hash of the library code each step runs as an environment variable, and mining is fed
+a fingerprint of the input folder, so a change to code or data re-runs exactly the affected steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.pipeline import EXPERIMENTS, PIPELINE_NAME
+
+
+class PipelineRunError(RuntimeError):
+    """A step failed; `task` names it and `report` points at what explains the failure (if any)."""
+
+    def __init__(self, message: str, task: str | None = None, report: Path | None = None) -> None:
+        super().__init__(message)
+        self.task = task
+        self.report = report
+
+
+@dataclass
+class WorkPaths:
+    """The working folder's layout (absolute paths: kfp.local runs steps as subprocesses)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+
+    @property
+    def embedded(self) -> Path:
+        return self.root / "embedded"
+
+    @property
+    def pipeline_root(self) -> Path:
+        return self.root / "kfp"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "kfp" / "cache"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def dvc_repo(self) -> Path:
+        return self.root / "dvc"
+
+    @property
+    def dvc_remote(self) -> Path:
+        return self.root / "dvc-remote"
+
+    @property
+    def serving_repository(self) -> Path:
+        return self.root / "serving"
+
+    @property
+    def triton(self) -> Path:
+        return self.root / "triton"
+
+
+@dataclass
+class LocalSettings:
+    """The embedded run's knobs; the defaults are what `make demo` runs."""
+
+    work: Path = Path("work")
+    data: Path | None = None  # folder of videos; None: the embedded dataset (generated under work/)
+    captions: Path | None = None  # captions file for `data`; None: <data>/captions.jsonl
+    samples: int = 12  # embedded clips to generate
+    seed: int = 0
+    shards: int = 2
+    preset: str = "tiny"
+    stage1_steps: int = 60
+    stage2_steps: int = 60
+    eval_steps: int = 10
+    gate_policy: str = "demo"  # a policy bundled with components/promote, or a YAML file
+    serve: bool = True
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    extra: dict[str, object] = field(default_factory=dict)  # any other pipeline parameter, by name
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples={self.samples} must be >= 1")
+        if self.shards < 1:
+            raise ValueError(f"shards={self.shards} must be >= 1")
+
+
+@dataclass
+class StepRecord:
+    """What happened to each step of one run."""
+
+    ran: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+
+
+class _CacheHits(logging.Handler):
+    """kfp.local reports a reused task only as a log line; collect those task names."""
+
+    PATTERN = re.compile(r"Task (\S+) cache hit")
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.tasks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self.PATTERN.match(record.getMessage())
+        if match:
+            self.tasks.append(match.group(1))
+
+
+def ensure_embedded(paths: WorkPaths, samples: int, seed: int) -> Path:
+    """Generate the embedded dataset once; regenerate only when the sample count or seed changes.
+
+    Regenerating identical clips would still change file times, and with them the data fingerprint that
+    keys the mining cache, so an unchanged request leaves the folder alone.
+    """
+    from components.embedded.generate import generate_embedded_dataset
+
+    stamp = paths.embedded / "request.json"
+    wanted = {"samples": samples, "seed": seed}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted:
+        return paths.embedded
+    generate_embedded_dataset(paths.embedded, samples=samples, seed=seed)
+    stamp.write_text(json.dumps(wanted))
+    return paths.embedded
+
+
+def prepare_tracking(paths: WorkPaths) -> None:
+    """Create the experiments with artifact folders under work/, not ./mlruns of whatever the cwd is."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=paths.tracking_uri)
+    for name in EXPERIMENTS.values():
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=(paths.mlflow_artifacts / name).as_uri())
+
+
+def pipeline_arguments(settings: LocalSettings, paths: WorkPaths) -> dict[str, object]:
+    """The embedded run's parameters: local folders and the SQLite tracking store."""
+    if settings.data is None:
+        root = ensure_embedded(paths, settings.samples, settings.seed)
+        videos, captions, truth = root / "videos", root / "captions.jsonl", str(root)
+    else:
+        videos = Path(settings.data).resolve()
+        captions = Path(settings.captions).resolve() if settings.captions else videos / "captions.jsonl"
+        truth = ""
+    args: dict[str, object] = {
+        "data": str(videos),
+        "captions": str(captions),
+        "ground_truth": truth,
+        "num_shards": settings.shards,
+        "preset": settings.preset,
+        "stage1_steps": settings.stage1_steps,
+        "stage2_steps": settings.stage2_steps,
+        "eval_steps": settings.eval_steps,
+        "gate_policy": settings.gate_policy,
+        "tracking_uri": paths.tracking_uri,
+        "dvc_repo": str(paths.dvc_repo),
+        "dvc_remote": str(paths.dvc_remote),
+        "serving_repository": str(paths.serving_repository),
+    }
+    args.update(settings.extra)
+    return args
+
+
+def run_pipeline(settings: LocalSettings) -> tuple[WorkPaths, StepRecord, dict]:
+    """Run the DAG with kfp.local; returns the paths, which steps ran or were reused, and the run summary.
+
+    Raises PipelineRunError naming the failed step (and its report, if it wrote one).
+    """
+    from kfp import local
+
+    from pipelines.pipeline import build_pipeline
+
+    paths = WorkPaths(settings.work)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    arguments = pipeline_arguments(settings, paths)
+    prepare_tracking(paths)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(paths.pipeline_root),
+        enable_caching=True,
+        cache_root=str(paths.cache),
+    )
+    paths.cache.mkdir(parents=True, exist_ok=True)
+    before = set(paths.pipeline_root.iterdir())
+    hits = _CacheHits()
+    root_logger = logging.getLogger()
+    previous_level = root_logger.level
+    root_logger.addHandler(hits)
+    root_logger.setLevel(min(previous_level, logging.INFO) if previous_level else logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            # The cluster image name has no "python" in it; kfp.local warns about that for every step.
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+            build_pipeline()(**arguments)
+    except RuntimeError as err:
+        failed = _failed_task(str(err))
+        raise PipelineRunError(
+            f"pipeline {PIPELINE_NAME} failed at step {failed!r}: {err}",
+            task=failed,
+            report=_failure_report(paths, before, failed),
+        ) from err
+    finally:
+        root_logger.removeHandler(hits)
+        root_logger.setLevel(previous_level)
+    (run_dir,) = sorted(set(paths.pipeline_root.iterdir()) - before - {paths.cache})
+    ran = sorted(_task_names(run_dir))
+    summary = json.loads((run_dir / "summarize" / "summary").read_text())
+    summary["run_dir"] = str(run_dir)
+    return paths, StepRecord(ran=ran, cached=sorted(set(hits.tasks))), summary
+
+
+def _task_names(run_dir: Path) -> list[str]:
+    """Tasks that executed in this run: their output folders (ParallelFor iterations nest one level down)."""
+    names = []
+    for entry in run_dir.iterdir():
+        if entry.is_dir() and entry.name.startswith("for-loop-"):
+            names += [p.name for p in entry.iterdir() if p.is_dir()]
+        elif entry.is_dir():
+            names.append(entry.name)
+    return names
+
+
+def _failed_task(message: str) -> str | None:
+    """kfp.local names the inner task that failed: "... Inner task failed: 'validate' inside ..."."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    match = re.search(r"Inner task failed: '([^']+)'", plain) or re.search(r"Task '([^']+)' finished", plain)
+    return match.group(1) if match else None
+
+
+def _failure_report(paths: WorkPaths, before: set[Path], task: str | None) -> Path | None:
+    """The HTML report a failed step left behind (validation writes one before it stops the run)."""
+    if task is None:
+        return None
+    for run_dir in sorted(set(paths.pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime):
+        reports = sorted((run_dir / task).glob("**/*.html")) + sorted((run_dir / task).glob("report*"))
+        if reports:
+            return reports[0]
+    return None
+
+
+@dataclass
+class ServedModel:
+    """A tritonserver this project started in the background on the published repository."""
+
+    pid: int
+    http: str
+    grpc: str
+    metrics: str
+    log: Path
+
+
+class ServeError(RuntimeError):
+    """The local tritonserver did not come up; the message carries its log tail."""
+
+
+def stop_server(paths: WorkPaths, timeout_s: float = 60.0) -> bool:
+    """Stop the server a previous local run left running (only if its pid file names our own serve process)."""
+    import os
+    import signal
+
+    pid_file = paths.triton / "server.pid"
+    if not pid_file.is_file():
+        return False
+    pid = int(pid_file.read_text().split()[0])
+    pid_file.unlink()
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    if "serve" not in cmdline or str(paths.serving_repository) not in cmdline:
+        return False  # the pid was reused by an unrelated process
+    os.kill(pid, signal.SIGTERM)  # `alchemist serve` turns SIGTERM into a clean shutdown
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs; reaps it when it is our own exited child (a zombie still has a /proc entry)."""
+    import os
+
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # started by an earlier command: not ours to reap
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def start_server(
+    paths: WorkPaths, settings: LocalSettings, model_name: str, timeout_s: float = 300.0
+) -> ServedModel:
+    """Start `alchemist serve` on the published repository as a background process that outlives this command."""
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from serving.launcher import free_port
+
+    stop_server(paths)
+    ports = [p or free_port() for p in (settings.http_port, settings.grpc_port, settings.metrics_port)]
+    paths.triton.mkdir(parents=True, exist_ok=True)
+    log = paths.triton / "serve.log"
+    command = [
+        sys.executable, "-c", "from pipelines.cli import app; app()", "serve",
+        "--repository", str(paths.serving_repository), "--work-dir", str(paths.triton / "server"),
+        "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
+    ]  # fmt: skip
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    (paths.triton / "server.pid").write_text(f"{process.pid}\n")
+    served = ServedModel(
+        process.pid, f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[2]}", log
+    )
+    ready = f"http://{served.http}/v2/models/{model_name}/ready"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(
+                f"tritonserver exited with code {process.returncode}:\n{log.read_text()[-3000:]}"
+            )
+        try:
+            with urllib.request.urlopen(ready, timeout=2) as response:
+                if response.status == 200:
+                    return served
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    stop_server(paths)
+    raise ServeError(f"model {model_name} not ready on {served.http} after {timeout_s:.0f} s; log: {log}")
+
+
+@dataclass
+class LocalResult:
+    """Everything `alchemist pipeline run --local` reports at the end."""
+
+    paths: WorkPaths
+    steps: StepRecord
+    summary: dict
+    seconds: float
+    served: ServedModel | None = None
+    example: list[str] = field(default_factory=list)  # an `alchemist generate` command that works
+    example_output: Path | None = None
+
+
+def example_request(paths: WorkPaths, served: ServedModel) -> tuple[str, dict[str, list[Path]], Path]:
+    """A prompt with a reference photo from the embedded cast (a word the model was trained on)."""
+    from components.embedded.identities import IDENTITIES
+
+    name, identity = next((n, i) for n, i in IDENTITIES.items() if i.kind == "subject")
+    photo = paths.embedded / "ground_truth" / "identities" / f"{name}.png"
+    return f"a {identity.word} moves across the grass", {identity.word: [photo]}, paths.root / "generated.mp4"
+
+
+def try_generate(paths: WorkPaths, served: ServedModel) -> tuple[list[str], Path]:
+    """Ask the served model for one video, as a user would; returns the equivalent CLI command and the file."""
+    from serving.client import AlchemistClient
+
+    prompt, references, out = example_request(paths, served)
+    with AlchemistClient(served.http, timeout_s=600) as client:
+        client.generate_video(prompt, references=references, seed=0).save(out)
+    refs = [f"--ref {word}={path}" for word, images in references.items() for path in images]
+    return [
+        "alchemist generate",
+        f"--server {served.http}",
+        f'--prompt "{prompt}"',
+        *refs,
+        f"--out {out}",
+    ], out
+
+
+def run_local(settings: LocalSettings) -> LocalResult:
+    """The whole embedded run: pipeline, then the published model served by a local tritonserver."""
+    start = time.monotonic()
+    paths, steps, summary = run_pipeline(settings)
+    result = LocalResult(paths, steps, summary, time.monotonic() - start)
+    published = paths.serving_repository
+    if settings.serve and published.is_dir() and any(published.iterdir()):
+        model_name = next(p.name for p in sorted(published.iterdir()) if (p / "config.pbtxt").is_file())
+        result.served = start_server(paths, settings, model_name)
+        result.example, result.example_output = try_generate(paths, result.served)
+    result.seconds = time.monotonic() - start
+    return result

@@ -1,0 +1,237 @@
+"""The Video Alchemist pipeline: one KFP DAG that runs under kfp.local and compiles for the cluster.
+
+mine (fanned out over shards, merged) -> version (DVC) -> validate (GX; a failure stops the run) ->
+train stage 1 -> train stage 2 -> evaluate -> export (Triton repository) -> promote (gate),
+all inside an exit handler that records the run's outcome in MLflow.
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+
+from pipelines.cluster import COMPONENT_IMAGE, ClusterOptions, use_gpus, use_platform
+
+PIPELINE_NAME = "video-alchemist"
+REPO = Path(__file__).resolve().parents[1]
+
+# MLflow experiments the steps log into (the local run creates them with artifact folders under work/).
+EXPERIMENTS = {"pipeline": "video-alchemist-pipeline", "train": "video-alchemist-train"}
+
+# The library code behind each step. Its hash is set as an environment variable on the step, which is part of
+# the step's cache key, so editing a library re-runs its step (and, through new outputs, what follows).
+STEP_CODE = {
+    "mine": ["components/mine", "components/storage.py"],
+    "version": ["components/version"],
+    "validate": ["components/validate"],
+    "train": ["components/train", "model", "infra/deepspeed"],
+    "evaluate": ["components/evaluate", "model"],
+    "export": ["components/export", "serving", "model"],
+    "promote": ["components/promote", "serving"],
+}
+CODE_ENV = "ALCHEMIST_CODE_VERSION"
+NETWORK_RETRIES = 3  # steps that read or write S3, MLflow or an LLM endpoint retry transient failures
+
+
+def code_version(step: str) -> str:
+    """Hash of the sources a step runs (paths and contents), stable across machines and checkouts."""
+    digest = hashlib.sha256()
+    for entry in STEP_CODE[step]:
+        root = REPO / entry
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+        for path in files:
+            if "__pycache__" in path.parts or path.suffix == ".pyc":
+                continue
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _step(
+    task: Any, step: str, cluster: ClusterOptions | None, gpu: bool = False, network: bool = False
+) -> Any:
+    """Common settings of a step: code version, retries, and on the cluster image, secrets and GPUs."""
+    task.set_env_variable(CODE_ENV, code_version(step))
+    if cluster is not None:
+        # Only the cluster's steps talk to S3, the MLflow server or an LLM endpoint; locally every service
+        # is a file, a retry could only repeat a deterministic failure.
+        if network:
+            task.set_retry(num_retries=NETWORK_RETRIES, backoff_duration="30s", backoff_factor=2.0)
+        use_platform(task, cluster)
+        if gpu:
+            use_gpus(task, cluster.gpu_pool)
+    return task
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def record_outcome(
+    status: dsl.PipelineTaskFinalStatus, tracking_uri: str, experiment: str, pipeline_run: str
+):
+    """Exit handler: one MLflow run per pipeline run with its final state and, on failure, the error."""
+    import mlflow
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    failed = status.state != "SUCCEEDED"
+    with mlflow.start_run(run_name=f"pipeline {pipeline_run}") as run:
+        mlflow.set_tags(
+            {
+                "pipeline.run": pipeline_run,
+                "pipeline.state": status.state,
+                "pipeline.task": status.pipeline_task_name,
+                "pipeline.error": status.error_message or "",
+            }
+        )
+        if failed:
+            mlflow.log_text(f"{status.state}: {status.error_message}\n", "failure.txt")
+    if failed:
+        mlflow.MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+    print(f"pipeline {pipeline_run}: {status.state} (MLflow run {run.info.run_id})")
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def summarize(
+    dataset: Input[Dataset],
+    validation: Input[HTML],
+    evaluation: Input[HTML],
+    gate: Input[Markdown],
+    candidate_run: str,
+    decision: str,
+    summary: Output[Artifact],
+):
+    """Where to look after a run: one JSON with the data revision, the reports, the MLflow run and the decision.
+
+    Never cached, so every run (even one whose steps were all reused) writes its own summary.
+    """
+    import json
+    from pathlib import Path
+
+    record = {
+        "data_rev": dataset.metadata.get("data_rev", ""),
+        "dvc_remote": dataset.metadata.get("remote", ""),
+        "validation_report": validation.uri,
+        "evaluation_report": evaluation.uri,
+        "gate_summary": gate.uri,
+        "candidate_run": candidate_run,
+        "decision": decision,
+        "model_version": gate.metadata.get("version", ""),
+        "gate_actions": gate.metadata.get("actions", []),
+    }
+    Path(summary.path).write_text(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=2))
+
+
+def build_pipeline(cluster: ClusterOptions | None = None):
+    """The pipeline function; `cluster` adds image, secrets and GPU scheduling (None: the embedded run)."""
+    from components.evaluate.component import evaluate
+    from components.export.component import export
+    from components.mine.component import merge_shards, mine_shard, plan_shards
+    from components.promote.component import promote
+    from components.train.component import train
+    from components.validate.component import validate
+    from components.version.component import version
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME, description="Mine, version, validate, train, evaluate, export and promote."
+    )
+    def video_alchemist(
+        data: str,
+        captions: str = "",
+        num_shards: int = 2,
+        miner: dict = {},  # noqa: B006 - KFP parameters need literal defaults; MinerConfig fields by name
+        preset: str = "tiny",
+        text_encoder: str = "",
+        image_encoder: str = "",
+        vae: str = "",
+        deepspeed_config: str = "",
+        stage1_steps: int = 60,
+        stage2_steps: int = 60,
+        eval_modes: str = "",
+        eval_split: str = "test",
+        eval_limit: int = 0,
+        eval_steps: int = 20,
+        evaluators: dict = {},  # noqa: B006 - EvaluatorConfig fields: weight locations of CLIP, DINO, ...
+        ground_truth: str = "",
+        gate_policy: str = "demo",
+        registered_model: str = "video-alchemist",
+        tracking_uri: str = "",
+        dvc_repo: str = "/tmp/alchemist-dvc",
+        dvc_remote: str = "",
+        serving_repository: str = "",
+    ):
+        outcome = record_outcome(
+            tracking_uri=tracking_uri,
+            experiment=EXPERIMENTS["pipeline"],
+            pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+        ).set_caching_options(False)
+        if cluster is not None:
+            use_platform(outcome, cluster)
+        with dsl.ExitHandler(outcome, name="video-alchemist-run"):
+            plan = plan_shards(data=data, captions=captions, num_shards=num_shards).set_caching_options(False)
+            _step(plan, "mine", cluster, network=True)
+            with dsl.ParallelFor(plan.output, name="mine-shards") as shard:
+                part = mine_shard(data=data, shard=shard, miner=miner)
+                _step(part, "mine", cluster, network=True)
+            merged = _step(
+                merge_shards(parts=dsl.Collected(part.outputs["dataset"]), miner=miner), "mine", cluster
+            )
+
+            versioned = version(dataset=merged.outputs["dataset"], dvc_repo=dvc_repo, dvc_remote=dvc_remote)
+            _step(versioned, "version", cluster, network=True)
+
+            checked = _step(validate(dataset=versioned.outputs["versioned"]), "validate", cluster)
+
+            encoders = {"text_encoder": text_encoder, "image_encoder": image_encoder, "vae": vae}
+            common = dict(
+                dataset=versioned.outputs["versioned"],
+                preset=preset,
+                deepspeed_config=deepspeed_config,
+                tracking_uri=tracking_uri,
+                experiment=EXPERIMENTS["train"],
+                **encoders,
+            )
+            stage1 = train(stage=1, steps=stage1_steps, **common).after(checked)
+            _step(stage1, "train", cluster, gpu=True, network=True)
+            stage2 = train(stage=2, steps=stage2_steps, init=stage1.outputs["model"], **common)
+            _step(stage2, "train", cluster, gpu=True, network=True)
+
+            scored = evaluate(
+                model=stage2.outputs["model"],
+                dataset=versioned.outputs["versioned"],
+                modes=eval_modes,
+                split=eval_split,
+                limit=eval_limit,
+                steps=eval_steps,
+                evaluators=evaluators,
+                ground_truth=ground_truth,
+                tracking_uri=tracking_uri,
+            )
+            _step(scored, "evaluate", cluster, gpu=True, network=True)
+
+            exported = _step(export(model=stage2.outputs["model"]), "export", cluster)
+
+            decided = promote(
+                candidate_run=scored.outputs["Output"],
+                repository=exported.outputs["repository"],
+                policy=gate_policy,
+                registered_model=registered_model,
+                serving_repository=serving_repository,
+                tracking_uri=tracking_uri,
+            )
+            _step(decided, "promote", cluster, network=True)
+
+            summary = summarize(
+                dataset=versioned.outputs["versioned"],
+                validation=checked.outputs["report"],
+                evaluation=scored.outputs["report"],
+                gate=decided.outputs["summary"],
+                candidate_run=scored.outputs["Output"],
+                decision=decided.outputs["Output"],
+            ).set_caching_options(False)
+            if cluster is not None:
+                use_platform(summary, cluster)
+
+    return video_alchemist

@@ -1,0 +1,102 @@
+"""Triton Python-backend model for Video Alchemist; export copies this file to `<version>/model.py`.
+
+The version folder is self-contained: `src/` holds a snapshot of the `model/` package and of the
+serving protocol taken at export time, `checkpoint/` the weights, `encoders/` the pretrained encoder
+folders the checkpoint's config names (`encoders.json` maps each recorded location to its copy).
+`src/` goes first on `sys.path`, so the code that serves is the code the checkpoint was exported
+with, whatever else is installed.
+(`model/` cannot sit directly beside this file: the stub imports `<version>.model`, and a package
+folder named `model` would shadow this module.)
+
+Every request is validated before it reaches the model; a bad request gets its own INVALID_ARG
+error with a message naming the input, while other requests of the same batch still run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+_SRC = Path(__file__).resolve().parent / "src"
+if str(_SRC) not in sys.path:
+    sys.path.insert(0, str(_SRC))
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from serving import protocol as P  # noqa: E402
+from serving.media import encode_mp4  # noqa: E402
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        import torch
+
+        from model.generator import Generator
+
+        config = json.loads(args["model_config"])
+        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        self.limits = P.ServingLimits.from_parameters(params)
+        device = "cpu"
+        if args["model_instance_kind"] == "GPU" and torch.cuda.is_available():
+            device = f"cuda:{args['model_instance_device_id']}"
+        version_dir = Path(__file__).resolve().parent
+        mapping_file = version_dir / "encoders.json"
+        bundled = json.loads(mapping_file.read_text()) if mapping_file.is_file() else {}
+
+        def locate(location: str) -> str:
+            return str(version_dir / bundled[location]) if location in bundled else location
+
+        started = time.perf_counter()
+        self.generator = Generator.from_pretrained(
+            str(version_dir / "checkpoint"), device=device, locate=locate
+        )
+        self.logger = pb_utils.Logger
+        seconds = time.perf_counter() - started
+        self.logger.log_info(
+            f"{args['model_name']} v{args['model_version']} loaded on {device} in {seconds:.1f} s"
+        )
+
+    def _inputs(self, request) -> dict[str, np.ndarray | None]:
+        arrays = {}
+        for name in P.INPUTS:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            arrays[name] = None if tensor is None else tensor.as_numpy()
+        return arrays
+
+    def _generate(self, request: P.GenerationRequest) -> np.ndarray:
+        return self.generator.generate(
+            request.prompt,
+            references=request.references,
+            background=request.background,
+            frames=request.frames,
+            height=request.height,
+            width=request.width,
+            steps=request.steps,
+            guidance=request.guidance,
+            seed=request.seed,
+        )
+
+    def execute(self, requests: list) -> list:
+        responses = []
+        for request in requests:
+            try:
+                video = self._generate(P.parse_request(self._inputs(request), self.limits))
+                outputs = [pb_utils.Tensor(P.VIDEO, np.ascontiguousarray(video[None]))]
+                if P.MP4 in request.requested_output_names():  # callers that want frames only skip the encode
+                    mp4 = encode_mp4(video, fps=self.limits.fps)
+                    outputs.append(pb_utils.Tensor(P.MP4, np.array([[mp4]], dtype=np.object_)))
+                responses.append(pb_utils.InferenceResponse(outputs))
+            except ValueError as exc:  # bad input, named by the protocol or by the model's own checks
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses.append(pb_utils.InferenceResponse(error=error))
+            except Exception as exc:  # the server stays up; the caller learns what failed
+                self.logger.log_error(f"generation failed: {type(exc).__name__}: {exc}")
+                error = pb_utils.TritonError(f"generation failed: {type(exc).__name__}: {exc}")
+                responses.append(pb_utils.InferenceResponse(error=error))
+        return responses
+
+    def finalize(self) -> None:
+        self.generator = None

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.promote.gate import CHALLENGER, CHAMPION, PREVIOUS, decide, promote
+from components.promote.policy import GatePolicy, PolicyError, load_policy, parse_policy
+
+POLICY = GatePolicy(
+    name="test",
+    thresholds={"subject/subj_s": 0.5},
+    must_not_regress={"subject/text_s": 0.01},
+    must_improve=("subject/subj_s",),
+)
+
+
+def _candidate(experiment: str, metrics: dict[str, float], random: str = "") -> str:
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.log_text('{"config": {}}', "model/config.json")
+        mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
+        mlflow.set_tag("evaluator.random_weights", random)
+    return run.info.run_id
+
+
+def _alias(name: str, alias: str) -> str | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def test_decide_rows_explain_each_rule():
+    passed, checks = decide(
+        POLICY,
+        {"subject/subj_s": 0.6, "subject/text_s": 0.25},
+        [],
+        {"subject/subj_s": 0.55, "subject/text_s": 0.27},
+    )
+    assert not passed
+    by_rule = {(c.metric, c.rule): c for c in checks}
+    assert by_rule[("subject/subj_s", "threshold")].passed
+    assert by_rule[("subject/subj_s", "improve")].passed
+    regress = by_rule[("subject/text_s", "no_regress")]
+    assert not regress.passed and regress.bound == pytest.approx(0.26)
+    passed, checks = decide(POLICY, {"subject/text_s": 0.3}, [], None)
+    assert not passed and "missing" in next(c.reason for c in checks if c.rule == "threshold")
+
+
+def test_policy_files_parse_and_bad_policy_is_named():
+    demo, default = load_policy("demo"), load_policy("default")
+    assert demo.allow_random_evaluators and "RANDOM" in demo.description
+    assert not default.allow_random_evaluators and default.thresholds
+    with pytest.raises(PolicyError, match="subj_s"):
+        parse_policy({"name": "x", "thresholds": {"subj_s": 0.1}})
+    with pytest.raises(PolicyError, match="allow_random_evaluators"):
+        parse_policy({"name": "x", "allow_random_evaluators": "yes"})
+
+
+def test_pass_then_fail_then_idempotent(mlflow_store: str, tmp_path: Path):
+    published: list[str] = []
+    first = _candidate(mlflow_store, {"subject/subj_s": 0.6, "subject/text_s": 0.25})
+    d1 = promote(first, "alchemist", POLICY, publish=published.append)
+    assert d1.passed and _alias("alchemist", CHAMPION) == d1.version
+    assert published == [f"models:/alchemist/{d1.version}"]
+
+    better = _candidate(mlflow_store, {"subject/subj_s": 0.7, "subject/text_s": 0.26})
+    d2 = promote(better, "alchemist", POLICY, publish=published.append)
+    assert d2.passed and d2.baseline_run_id == first
+    assert _alias("alchemist", CHAMPION) == d2.version and _alias("alchemist", PREVIOUS) == d1.version
+
+    again = promote(better, "alchemist", POLICY, publish=published.append)
+    assert again.passed and again.actions == [] and again.baseline_run_id == first
+    assert len(published) == 2
+
+    worse = _candidate(mlflow_store, {"subject/subj_s": 0.65, "subject/text_s": 0.2})
+    d3 = promote(worse, "alchemist", POLICY, publish=published.append)
+    assert not d3.passed and _alias("alchemist", CHALLENGER) == d3.version
+    assert _alias("alchemist", CHAMPION) == d2.version and len(published) == 2
+    assert any("text_s" in r for r in d3.reasons()) and any("subj_s" in r for r in d3.reasons())
+    assert promote(worse, "alchemist", POLICY).actions == []
+
+    import mlflow
+
+    run = mlflow.get_run(worse)
+    assert run.data.tags["promotion.decision"] == "fail"
+    summary = Path(mlflow.artifacts.download_artifacts(run_id=worse, artifact_path="promotion/summary.md"))
+    assert "| subject/text_s | no_regress |" in summary.read_text() and "FAIL" in summary.read_text()
+    versions = mlflow.MlflowClient().search_model_versions("name='alchemist'")
+    assert len(versions) == 3  # re-runs registered nothing new
+
+
+def test_random_evaluators_refused_unless_policy_allows(mlflow_store: str):
+    run = _candidate(mlflow_store, {"subject/subj_s": 0.9, "subject/text_s": 0.3}, random="clip,dino")
+    refused = promote(run, "alchemist", POLICY)
+    assert not refused.passed and len(refused.reasons()) == 1 and "clip, dino" in refused.reasons()[0]
+    assert _alias("alchemist", CHAMPION) is None and _alias("alchemist", CHALLENGER) == refused.version
+
+    allowing = GatePolicy(**{**POLICY.__dict__, "name": "allowing", "allow_random_evaluators": True})
+    accepted = promote(run, "alchemist", allowing)
+    assert accepted.passed and _alias("alchemist", CHAMPION) == accepted.version
+
+
+def test_run_without_model_artifact_is_refused_by_name(mlflow_store: str):
+    import mlflow
+
+    from components.promote.gate import PromotionError
+
+    with mlflow.start_run(experiment_id=mlflow_store) as run:
+        mlflow.log_metric("eval/subject/subj_s", 0.9)
+    with pytest.raises(PromotionError, match="no artifacts under 'model'"):
+        promote(run.info.run_id, "alchemist", POLICY)
+    with pytest.raises(PromotionError, match="not found"):
+        promote("0" * 32, "alchemist", POLICY)
+
+
+def test_pass_publishes_the_checkpoint_into_a_triton_repository(mlflow_store: str, tmp_path: Path):
+    import mlflow
+
+    from components.promote.gate import repository_publisher
+    from model.alchemist import VideoAlchemist
+    from model.config import preset
+
+    VideoAlchemist(preset("tiny")).save_pretrained(tmp_path / "ckpt")
+    with mlflow.start_run(experiment_id=mlflow_store) as run:
+        mlflow.log_artifacts(str(tmp_path / "ckpt"), "model")
+        mlflow.log_metrics({"eval/subject/subj_s": 0.6, "eval/subject/text_s": 0.3})
+        mlflow.set_tag("evaluator.random_weights", "")
+    publish = repository_publisher(tmp_path / "repo", "video_alchemist")
+    decision = promote(run.info.run_id, "served", POLICY, publish=publish)
+    version_dir = tmp_path / "repo" / "video_alchemist" / decision.version
+    assert decision.passed and (version_dir / "checkpoint" / "model.safetensors").is_file()
+    assert (tmp_path / "repo" / "video_alchemist" / "config.pbtxt").is_file()
+    assert promote(run.info.run_id, "served", POLICY, publish=publish).actions == []

@@ -1,0 +1,111 @@
+"""Request validation without a server: every refusal names the input and the limit."""
+
+import numpy as np
+import pytest
+
+from serving import protocol as P
+from serving.media import decode_mp4, encode_mp4
+
+LIMITS = P.ServingLimits(max_entities=2, max_references=2, max_image_pixels=100 * 100, max_frames=16)
+
+
+def strings(*values: bytes) -> np.ndarray:
+    return np.array([list(values)], dtype=np.object_)
+
+
+def request(prompt=b"a dog and a man play", refs=None, **scalars) -> dict:
+    inputs = {P.PROMPT: strings(prompt)}
+    if refs is not None:
+        words, images, counts = refs
+        inputs[P.ENTITY_WORDS] = strings(*words)
+        inputs[P.REFERENCE_IMAGES] = strings(*images)
+        inputs[P.REFERENCE_COUNTS] = np.array([counts], dtype=np.int32)
+    for name, (value, dtype) in scalars.items():
+        inputs[name] = np.array([[value]], dtype=dtype)
+    return inputs
+
+
+def test_valid_request_decodes_images_in_word_order(make_png):
+    dog, man = make_png(40, 48, seed=1), make_png(20, 30, seed=2)
+    parsed = P.parse_request(
+        request(refs=([b"dog", b"man"], [dog, man], [1, 1]), FRAMES=(8, np.int32), SEED=(7, np.int64)), LIMITS
+    )
+    assert list(parsed.references) == ["dog", "man"]
+    assert parsed.references["dog"][0].shape == (40, 48, 3) and parsed.references["man"][0].shape == (
+        20,
+        30,
+        3,
+    )
+    assert (parsed.frames, parsed.height, parsed.seed, parsed.steps) == (8, LIMITS.default_height, 7, 20)
+
+
+def test_plural_of_entity_word_counts_as_present(make_png):
+    parsed = P.parse_request(request(b"two dogs run", refs=([b"dog"], [make_png()], [1])), LIMITS)
+    assert list(parsed.references) == ["dog"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (lambda png, bomb: request(b"   "), "PROMPT is empty"),
+        (lambda png, bomb: request(b"a \xff dog"), "PROMPT is not valid UTF-8"),
+        (lambda png, bomb: request(b"x" * 1001), "the limit is 1000"),
+        (lambda png, bomb: request(refs=([b"cat"], [png()], [1])), "'cat' does not occur in the prompt"),
+        (
+            lambda png, bomb: request(refs=([b"dog", b"man", b"play"], [png()] * 3, [1, 1, 1])),
+            "the limit is 2",
+        ),
+        (
+            lambda png, bomb: request(refs=([b"dog"], [png()] * 3, [3])),
+            "has 3 reference images; expected 1 to 2",
+        ),
+        (
+            lambda png, bomb: request(refs=([b"dog"], [png()] * 2, [1])),
+            "sums to 1 but REFERENCE_IMAGES holds 2",
+        ),
+        (lambda png, bomb: request(refs=([b"dog"], [b"not an image"], [1])), "could not be decoded"),
+        (lambda png, bomb: request(refs=([b"dog"], [b""], [1])), "is empty"),
+        (
+            lambda png, bomb: request(refs=([b"dog"], [png(101, 100)], [1])),
+            "10100 pixels; the limit is 10000",
+        ),
+        (lambda png, bomb: request(refs=([b"dog"], [bomb(5000, 5000)], [1])), "5000x5000 = 25000000 pixels"),
+        (
+            lambda png, bomb: request(refs=([b"dog"], [bomb(60000, 60000)], [1])),
+            "declares more than 10000 pixels",
+        ),
+        (lambda png, bomb: request(FRAMES=(17, np.int32)), "FRAMES=17 is out of range"),
+        (lambda png, bomb: request(STEPS=(0, np.int32)), "STEPS=0 is out of range"),
+        (lambda png, bomb: request(GUIDANCE=(np.nan, np.float32)), "must be a finite number"),
+        (lambda png, bomb: {P.PROMPT: np.array([[b"a"], [b"b"]], dtype=np.object_)}, "batch size 2"),
+        (lambda png, bomb: {**request(), P.ENTITY_WORDS: strings(b"dog")}, "go together"),
+    ],
+)
+def test_bad_request_is_refused_with_a_reason(inputs, expected, make_png, make_bomb):
+    with pytest.raises(P.InvalidRequestError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        P.parse_request(inputs(make_png, make_bomb), LIMITS)
+
+
+def test_bomb_is_refused_before_decoding(make_bomb, monkeypatch):
+    """The pixel limit comes from the header: decoding a 60000^2 image would need 10 GB."""
+    from PIL import ImageFile
+
+    def fail(*_):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", fail)
+    for side in (5000, 60000):
+        with pytest.raises(P.InvalidRequestError, match="pixels"):
+            P.decode_image(make_bomb(side, side), LIMITS, "reference")
+
+
+def test_limits_round_trip_through_config_parameters():
+    limits = P.ServingLimits(max_entities=3, max_guidance=12.5)
+    assert P.ServingLimits.from_parameters(limits.to_parameters()) == limits
+
+
+def test_mp4_holds_every_frame():
+    video = np.full((6, 16, 24, 3), 90, dtype=np.uint8)
+    decoded = decode_mp4(encode_mp4(video, fps=8))
+    assert decoded.shape == video.shape
+    assert np.abs(decoded.astype(int) - 90).max() <= 2
