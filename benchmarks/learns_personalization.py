@@ -64,7 +64,9 @@ def ensure_dataset(embedded: Path, mined: Path, samples: int) -> None:
     if not (embedded / "ground_truth" / "ground_truth.parquet").is_file():
         generate_embedded_dataset(embedded, samples=samples, seed=0)
     if not (mined / "manifest.parquet").is_file():
-        mine_dataset(str(embedded / "videos"), str(embedded / "captions.jsonl"), str(mined), MinerConfig(workers=1))
+        mine_dataset(
+            str(embedded / "videos"), str(embedded / "captions.jsonl"), str(mined), MinerConfig(workers=1)
+        )
 
 
 def clip_masks(paths: list[str], start: int, end: int, frames: int, size: int) -> np.ndarray:
@@ -135,11 +137,13 @@ def build_role_dataset(
                 continue
             role_of = {w1: "upper", w2: "lower"}
         else:
-            (w, d), = described.items()
+            ((w, d),) = described.items()
             role_of = {w: "upper" if d[2] < 0.5 else "lower"}
         backdrop = next(b for b in BACKDROPS.values() if b.word == bg.iloc[0]["word"])
         ordered = sorted(role_of, key=lambda w: ROLES.index(role_of[w]))
-        caption = role_caption([(role_of[w], described[w][3]) for w in ordered], backdrop.word, backdrop.phrase)
+        caption = role_caption(
+            [(role_of[w], described[w][3]) for w in ordered], backdrop.word, backdrop.phrase
+        )
         entities = []
         for e in row["entities"]:
             word = role_of.get(e["word"], e["word"])
@@ -163,7 +167,9 @@ def build_role_dataset(
                     masks={role_of[w]: described[w][1] for w in role_of},
                     truth={role_of[w]: photo[w] for w in role_of},
                     references=refs,
-                    background=load_rgb(mined / row["background_path"]) if row.get("background_path") else None,
+                    background=load_rgb(mined / row["background_path"])
+                    if row.get("background_path")
+                    else None,
                 )
             )
     pq.write_table(pa.Table.from_pylist(rows), out / "manifest.parquet")
@@ -213,7 +219,9 @@ def train_model(args: argparse.Namespace, manifest: Path, out: Path, binding: bo
         run_name=f"{'binding' if binding else 'no-binding'}",
         log_checkpoint_artifact=False,
         log_every=10,
-        data=DataConfig(manifest=manifest, split="train", batch_size=args.batch_size, cache_dir=args.out / "cache"),
+        data=DataConfig(
+            manifest=manifest, split="train", batch_size=args.batch_size, cache_dir=args.out / "cache"
+        ),
         optim=OptimConfig(lr=args.lr, warmup_steps=args.warmup, min_lr_ratio=0.1, ema_decay=0.999),
     )
     result = train(config)
@@ -251,7 +259,12 @@ def evaluate(model_dir: Path, samples: list[EvalSample], condition: str, args: a
         if scores.binding_accuracy is not None:
             binding.append(scores.binding_accuracy)
         per_sample.append(
-            {"sample_id": sample.sample_id, "fidelity": mean, "binding": scores.binding_accuracy, "roles": sample.roles}
+            {
+                "sample_id": sample.sample_id,
+                "fidelity": mean,
+                "binding": scores.binding_accuracy,
+                "roles": sample.roles,
+            }
         )
     return {
         "fidelity": float(np.mean(fidelity)) if fidelity else float("nan"),
@@ -280,10 +293,16 @@ def log_to_mlflow(args: argparse.Namespace, report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--embedded", type=Path, default=Path("work/bench/embedded"), help="embedded dataset folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--embedded", type=Path, default=Path("work/bench/embedded"), help="embedded dataset folder"
+    )
     parser.add_argument("--mined", type=Path, default=Path("work/bench/mined"), help="mined dataset folder")
-    parser.add_argument("--samples", type=int, default=480, help="clips to generate when the dataset is missing")
+    parser.add_argument(
+        "--samples", type=int, default=480, help="clips to generate when the dataset is missing"
+    )
     parser.add_argument("--out", type=Path, default=Path("work/bench/run"), help="output folder")
     parser.add_argument("--preset", default="tiny", help="model preset")
     parser.add_argument("--stage1-steps", type=int, default=100, help="stage-1 optimizer steps")
@@ -291,11 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="micro-batch size")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     parser.add_argument("--warmup", type=int, default=30, help="warmup steps per stage")
-    parser.add_argument("--eval-samples", type=int, default=24, help="held-out samples generated per condition")
+    parser.add_argument(
+        "--eval-samples", type=int, default=24, help="held-out samples generated per condition"
+    )
     parser.add_argument("--sample-steps", type=int, default=12, help="sampler steps per video")
     parser.add_argument("--guidance", type=float, default=4.0, help="classifier-free guidance scale")
     parser.add_argument("--seed", type=int, default=0, help="seed")
-    parser.add_argument("--tracking-uri", default=None, help="MLflow URI (default: env or sqlite:///work/mlflow.db)")
+    parser.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default: env or sqlite:///work/mlflow.db)"
+    )
     args = parser.parse_args(argv)
 
     from model.config import preset
@@ -303,12 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     video = preset(args.preset).video
     started = time.perf_counter()
     ensure_dataset(args.embedded, args.mined, args.samples)
-    manifest, evals = build_role_dataset(args.embedded, args.mined, args.out / "roles", video.frames, video.height)
+    manifest, evals = build_role_dataset(
+        args.embedded, args.mined, args.out / "roles", video.frames, video.height
+    )
     two = [s for s in evals if len(s.masks) == 2]
     one = [s for s in evals if len(s.masks) == 1]
     evals = (two + one)[: args.eval_samples]
-    print(f"derived manifest {manifest}: {len(read_manifest(manifest, 'train'))} train rows; "
-          f"{len(evals)} held-out samples ({sum(len(s.masks) == 2 for s in evals)} with two entities)", flush=True)
+    print(
+        f"derived manifest {manifest}: {len(read_manifest(manifest, 'train'))} train rows; "
+        f"{len(evals)} held-out samples ({sum(len(s.masks) == 2 for s in evals)} with two entities)",
+        flush=True,
+    )
 
     timings = {}
     t0 = time.perf_counter()
@@ -347,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nlearns_personalization (cpu, preset {args.preset}, {len(evals)} held-out samples)")
     print(f"{'condition':<18} {'fidelity':>9} {'binding acc':>12}  (n fid / n bind)")
     for name, s in conditions.items():
-        print(f"{name:<18} {s['fidelity']:>9.4f} {s['binding_accuracy']:>12.4f}  ({s['fidelity_n']} / {s['binding_n']})")
+        print(
+            f"{name:<18} {s['fidelity']:>9.4f} {s['binding_accuracy']:>12.4f}  ({s['fidelity_n']} / {s['binding_n']})"
+        )
     for name, ok in checks.items():
         print(f"check {name}: {'PASS' if ok else 'FAIL'}")
     print(f"verdict: {verdict}; timings {json.dumps({k: round(v) for k, v in timings.items()})}")

@@ -1,6 +1,14 @@
-"""Fixtures shared across folders: a real S3-compatible HTTP endpoint (moto's server) started by the tests."""
+"""Fixtures shared across folders: a real S3-compatible HTTP endpoint (moto's server) and a real MLflow
+SQLite store, both started by the tests.
 
+Creating MLflow's schema runs every migration (tens of seconds on a busy 2-core machine), so the store is
+built once as a template, kept in pytest's cache folder keyed by the MLflow version, and copied per test.
+"""
+
+import os
+import shutil
 import socket
+from pathlib import Path
 
 import boto3
 import pytest
@@ -36,3 +44,34 @@ def s3_env(s3_endpoint, monkeypatch, tmp_path):
     bucket = f"bucket-{tmp_path.name.lower().replace('_', '-')[-40:]}"
     client.create_bucket(Bucket=bucket)
     return client, bucket
+
+
+@pytest.fixture(scope="session")
+def mlflow_template_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import mlflow
+
+    name = f"mlflow-template-{mlflow.__version__}"
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    folder = Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
+    path = folder / "mlflow.db"
+    if not path.is_file():
+        building = folder / f"building-{os.getpid()}.db"
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments()  # runs the migrations
+        os.replace(building, path)
+    return path
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, mlflow_template_db: Path):
+    """Experiment id in a fresh SQLite tracking + registry store with a local artifact folder."""
+    import mlflow
+
+    db = tmp_path / "mlflow.db"
+    shutil.copy(mlflow_template_db, db)
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{db}")
+    mlflow.set_registry_uri(f"sqlite:///{db}")
+    experiment = mlflow.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
+    yield experiment
+    mlflow.set_tracking_uri(previous)
+    mlflow.set_registry_uri(previous)

@@ -18,7 +18,9 @@ def augment_reference(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Gene
     """Apply each enabled transform with its own probability; returns a new float32 HxWx3 array in [0, 1]."""
     out = np.ascontiguousarray(image, dtype=np.float32)
     if rng.random() < cfg.p_resolution:
-        out = degrade_resolution(out, float(rng.uniform(*cfg.downsample_range)), float(rng.uniform(*cfg.blur_sigma_range)))
+        out = degrade_resolution(
+            out, float(rng.uniform(*cfg.downsample_range)), float(rng.uniform(*cfg.blur_sigma_range))
+        )
     if rng.random() < cfg.p_color:
         out = jitter_color(
             out,
@@ -30,7 +32,9 @@ def augment_reference(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Gene
     if rng.random() < cfg.p_flip:
         out = np.ascontiguousarray(out[:, ::-1])
     shear = float(rng.uniform(-cfg.shear_degrees, cfg.shear_degrees)) if rng.random() < cfg.p_shear else 0.0
-    angle = float(rng.uniform(-cfg.rotate_degrees, cfg.rotate_degrees)) if rng.random() < cfg.p_rotate else 0.0
+    angle = (
+        float(rng.uniform(-cfg.rotate_degrees, cfg.rotate_degrees)) if rng.random() < cfg.p_rotate else 0.0
+    )
     if shear or angle:
         out = warp_affine(out, angle_degrees=angle, shear_degrees=shear)
     return np.clip(out, 0.0, 1.0)
@@ -39,7 +43,9 @@ def augment_reference(image: np.ndarray, cfg: AugmentConfig, rng: np.random.Gene
 def degrade_resolution(image: np.ndarray, scale: float, sigma: float) -> np.ndarray:
     """Downsample by `scale`, blur, and upsample back: detail is lost while the size stays the same."""
     h, w = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
     small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 

@@ -41,7 +41,9 @@ class AugmentConfig:
                 raise TrainConfigError(f"augment.{name}={value} must be a probability in [0, 1]")
         lo, hi = self.downsample_range
         if not 0.0 < lo <= hi <= 1.0:
-            raise TrainConfigError(f"augment.downsample_range={self.downsample_range} must satisfy 0 < lo <= hi <= 1")
+            raise TrainConfigError(
+                f"augment.downsample_range={self.downsample_range} must satisfy 0 < lo <= hi <= 1"
+            )
 
     @classmethod
     def disabled(cls) -> AugmentConfig:
@@ -95,7 +97,7 @@ class TrainConfig:
     resume: bool = False
     activation_checkpointing: bool = False
     binding: bool = True  # word-token binding of references (the ablation turns it off)
-    init_from: Path | None = None  # a save_pretrained dir to start from (stage 2 defaults to stage 1's result)
+    init_from: Path | None = None  # save_pretrained dir to start from (stage 2: stage 1's result)
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"dit": {"depth": 4}, ...}
     checkpoint_every: int = 50
     keep_last: int = 3

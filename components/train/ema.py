@@ -19,7 +19,9 @@ class EMA:
         self.updates = 0
         with gathered(model):
             self.shadow = {
-                name: p.detach().float().cpu().clone() for name, p in model.named_parameters() if p.requires_grad
+                name: p.detach().float().cpu().clone()
+                for name, p in model.named_parameters()
+                if p.requires_grad
             }
 
     def current_decay(self) -> float:

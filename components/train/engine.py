@@ -64,13 +64,17 @@ def resolve_ds_config(path: Path, cfg: TrainConfig) -> dict[str, Any]:
     for key, value in owned.items():
         given = ds.get(key, "auto")
         if given not in ("auto", value):
-            raise DeepSpeedConfigError(f"{path}: {key}={given} contradicts the training option {value}; use \"auto\"")
+            raise DeepSpeedConfigError(
+                f'{path}: {key}={given} contradicts the training option {value}; use "auto"'
+            )
         ds[key] = value
     bf16 = ds.setdefault("bf16", {"enabled": "auto"})
     if bf16.get("enabled", "auto") == "auto":
         bf16["enabled"] = torch.cuda.is_available()
     if bf16["enabled"] and not torch.cuda.is_available():
-        raise DeepSpeedConfigError(f"{path}: bf16 is enabled but no GPU is present; CPU training runs in fp32")
+        raise DeepSpeedConfigError(
+            f"{path}: bf16 is enabled but no GPU is present; CPU training runs in fp32"
+        )
     ds.pop("train_batch_size", None)  # derived by DeepSpeed from micro batch x accumulation x world size
     return ds
 
@@ -97,7 +101,10 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int) -> 
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": cfg.optim.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=cfg.optim.lr,
         betas=cfg.optim.betas,
     )

@@ -15,7 +15,9 @@ from torch.utils.data import Sampler
 class ResumableSampler(Sampler[tuple[int, int]]):
     """Per-epoch permutation from `seed + epoch`, split round-robin over ranks, starting at `offset`."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1
+    ) -> None:
         if size < 1:
             raise ValueError(f"size={size}: the dataset has no samples to draw from")
         self.size, self.seed, self.shuffle = size, seed, shuffle
@@ -28,7 +30,9 @@ class ResumableSampler(Sampler[tuple[int, int]]):
 
     def indices(self, epoch: int) -> list[int]:
         if self.shuffle:
-            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
+            order = torch.randperm(
+                self.size, generator=torch.Generator().manual_seed(self.seed + epoch)
+            ).tolist()
         else:
             order = list(range(self.size))
         # Every rank gets the same count per epoch, wrapping around, so collective steps stay in lockstep.

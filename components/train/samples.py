@@ -40,7 +40,9 @@ def fixed_prompts(dataset: ManifestDataset, count: int) -> list[SamplePrompt]:
                 for e in row["entities"]
                 if e.get("reference_paths")
             }
-            background = load_rgb(dataset.root / row["background_path"]) if row.get("background_path") else None
+            background = (
+                load_rgb(dataset.root / row["background_path"]) if row.get("background_path") else None
+            )
         except OSError:
             continue
         if refs:
@@ -92,6 +94,8 @@ def write_mp4(video: np.ndarray, path: Path, fps: int = 8) -> Path:
 def write_gif(video: np.ndarray, path: Path, fps: int = 8, min_side: int = 128) -> Path:
     """An upscaled GIF preview (tiny videos are unreadable at their native size)."""
     scale = max(1, min_side // min(video.shape[1:3]))
-    frames = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in video]
+    frames = [
+        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in video
+    ]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return path

@@ -80,7 +80,9 @@ def train(config: TrainConfig) -> TrainResult:
         if stage_result.interrupted:
             break
         result.final_dir = stage_result.final_dir
-        result.metrics[f"stage{stage}/final_loss"] = stage_result.losses[-1] if stage_result.losses else math.nan
+        result.metrics[f"stage{stage}/final_loss"] = (
+            stage_result.losses[-1] if stage_result.losses else math.nan
+        )
         result.metrics[f"stage{stage}/skipped_samples"] = float(stage_result.skipped_samples)
     return result
 
@@ -167,7 +169,8 @@ class StageRunner:
         device: torch.device,
         init_from: Path | None,
     ) -> None:
-        self.cfg, self.stage, self.rank, self.world_size, self.device = config, stage, rank, world_size, device
+        self.cfg, self.stage, self.device = config, stage, device
+        self.rank, self.world_size = rank, world_size
         self.init_from = init_from
         self.dir = Path(config.out) / f"stage{stage}"
         self.final_dir = self.dir / "final"
@@ -177,7 +180,9 @@ class StageRunner:
     def run(self) -> StageResult:
         if (self.final_dir / RESULT_FILE).is_file():
             if not self.cfg.resume:
-                raise ResumeError(f"{self.final_dir} already holds a finished stage {self.stage}; pass --resume or a new --out")
+                raise ResumeError(
+                    f"{self.final_dir} already holds a finished stage {self.stage}; pass --resume or a new --out"
+                )
             log.info("stage %d already finished in %s; skipping", self.stage, self.final_dir)
             saved = json.loads((self.final_dir / RESULT_FILE).read_text())
             return StageResult(**{**saved, "final_dir": self.final_dir})
@@ -188,7 +193,9 @@ class StageRunner:
 
         model = build_model(self.cfg, self.stage, self.init_from).to(self.device)
         dataset = self.build_dataset(model.config)
-        sampler = ResumableSampler(len(dataset), self.cfg.seed, self.cfg.data.shuffle, self.rank, self.world_size)
+        sampler = ResumableSampler(
+            len(dataset), self.cfg.seed, self.cfg.data.shuffle, self.rank, self.world_size
+        )
         loader = build_loader(dataset, self.cfg.data, sampler, pin_memory=self.device.type == "cuda")
         engine, scheduler = build_engine(model, self.cfg, self.total_steps)
         self.zero_stage = engine.zero_optimization_stage()
@@ -209,7 +216,9 @@ class StageRunner:
         status = "FAILED"
         try:
             with StopRequest() as stop:
-                interrupted = self.loop(engine, scheduler, model, ema, loader, sampler, state, checkpoints, tracker, stop)
+                interrupted = self.loop(
+                    engine, scheduler, model, ema, loader, sampler, state, checkpoints, tracker, stop
+                )
                 if interrupted:
                     status = "KILLED"
                     return self.result(state, None, interrupted=True)
@@ -331,7 +340,11 @@ class StageRunner:
                     checkpoints.save(engine, ema, state)
                 if stop.requested:
                     return True
-                if cfg.sample_every > 0 and state.step % cfg.sample_every == 0 and state.step < self.total_steps:
+                if (
+                    cfg.sample_every > 0
+                    and state.step % cfg.sample_every == 0
+                    and state.step < self.total_steps
+                ):
                     if self.prompts:
                         self.samples(model, ema, tracker, state.step)
         finally:
@@ -351,7 +364,9 @@ class StageRunner:
                 yielded = True
                 yield batch.to(self.device)
             if whole_epoch and not yielded:
-                raise RuntimeError(f"every sample of epoch {state.epoch} in {self.cfg.data.manifest} was unreadable")
+                raise RuntimeError(
+                    f"every sample of epoch {state.epoch} in {self.cfg.data.manifest} was unreadable"
+                )
             state.epoch, state.offset = state.epoch + 1, 0
             sampler.set_position(state.epoch, 0)
 
