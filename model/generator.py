@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,16 @@ def stack_images(images: Sequence[ImageLike], name: str, size: int) -> torch.Ten
     )
 
 
+@dataclass
+class GenerationRequest:
+    """What differs between requests that can share one batched solve."""
+
+    prompt: str
+    references: dict[str, Sequence[ImageLike]] | None = None
+    background: ImageLike | None = None
+    seed: int = 0
+
+
 class Generator:
     def __init__(self, model: VideoAlchemist, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
@@ -66,21 +77,14 @@ class Generator:
         return cls(VideoAlchemist.from_pretrained(directory, map_location=device, locate=locate), device)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
+        """Shape of one sample's latents (C, t, h, w)."""
         vae = self.config.vae
         latent_frames = (
             1 + (frames - 1) // vae.temporal_factor if vae.causal else frames // vae.temporal_factor
         )
-        return (
-            1,
-            vae.latent_channels,
-            latent_frames,
-            height // vae.spatial_factor,
-            width // vae.spatial_factor,
-        )
+        return (vae.latent_channels, latent_frames, height // vae.spatial_factor, width // vae.spatial_factor)
 
-    def references_to_entities(
-        self, prompt: str, references: dict[str, Sequence[ImageLike]]
-    ) -> list[EntityReference]:
+    def references_to_entities(self, references: dict[str, Sequence[ImageLike]]) -> list[EntityReference]:
         limits = self.config.video
         if len(references) > limits.max_entities:
             raise ValueError(f"{len(references)} entities given; at most {limits.max_entities}")
@@ -92,14 +96,8 @@ class Generator:
                 raise ValueError(
                     f"entity {word!r} has {len(images)} images; expected 1..{limits.max_references}"
                 )
-            entities.append(
-                EntityReference(
-                    word,
-                    stack_images(images, f"references[{word!r}]", self.config.image.image_size).to(
-                        self.device
-                    ),
-                )
-            )
+            tensor = stack_images(images, f"references[{word!r}]", self.config.image.image_size)
+            entities.append(EntityReference(word, tensor.to(self.device)))
         return entities
 
     @torch.no_grad()
@@ -119,8 +117,28 @@ class Generator:
     ) -> np.ndarray:
         """Returns a uint8 video (T, H, W, 3). guidance = 1 disables classifier-free guidance;
         `reference_guidance` guides the references separately from the text."""
-        if not prompt or not prompt.strip():
-            raise ValueError("prompt must be a non-empty string")
+        request = GenerationRequest(prompt, references, background, seed)
+        settings = dict(frames=frames, height=height, width=width, steps=steps, guidance=guidance)
+        return self.generate_batch(
+            [request], reference_guidance=reference_guidance, progress=progress, **settings
+        )[0]
+
+    @torch.no_grad()
+    def generate_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        steps: int = 20,
+        guidance: float = 4.0,
+        reference_guidance: float | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[np.ndarray]:
+        """Sample several requests that share size, steps and guidance in one batched ODE solve.
+        Each request keeps its own prompt, references and seed, and gets the video it would get alone."""
+        if not requests:
+            raise ValueError("requests must hold at least one GenerationRequest")
         if not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"steps={steps} must be in 1..{MAX_STEPS}")
         video_cfg = self.config.video
@@ -130,35 +148,39 @@ class Generator:
             width or video_cfg.width,
         )
         self.config.check_video_size(frames, height, width)
-        entities = self.references_to_entities(prompt, references or {})
-        bg = None
-        if background is not None:
-            bg = stack_images([background], "background", self.config.image.image_size).to(self.device)
+        for request in requests:
+            if not isinstance(request.prompt, str) or not request.prompt.strip():
+                raise ValueError("prompt must be a non-empty string")
+        prompts = [r.prompt for r in requests]
+        entities = [self.references_to_entities(r.references or {}) for r in requests]
+        size = self.config.image.image_size
+        backgrounds = [
+            None if r.background is None else stack_images([r.background], "background", size).to(self.device)
+            for r in requests
+        ]
 
-        model = self.model
-        full = model.condition([prompt], [entities], [bg])
+        model, batch = self.model, len(requests)
+        yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
+        full = model.condition(prompts, entities, backgrounds)
         guided = guidance != 1.0
-        null = (
-            model.condition([prompt], [entities], [bg], torch.tensor([True]), torch.tensor([True]))
-            if guided
-            else None
-        )
+        null = model.condition(prompts, entities, backgrounds, yes, yes) if guided else None
         text_only = (
-            model.condition([prompt], [entities], [bg], torch.tensor([False]), torch.tensor([True]))
+            model.condition(prompts, entities, backgrounds, no, yes)
             if guided and reference_guidance is not None
             else None
         )
 
         def velocity_fn(x: torch.Tensor, t: float, self_condition: torch.Tensor | None):
-            tt = torch.full((1,), t, device=self.device)
+            tt = torch.full((batch,), t, device=self.device)
             v_full = model.dit(x, tt, full, self_condition)
             v_null = model.dit(x, tt, null, self_condition) if null is not None else None
             v_text = model.dit(x, tt, text_only, self_condition) if text_only is not None else None
             velocity = guided_velocity(v_full, v_text, v_null, guidance, reference_guidance)
             return velocity, predicted_x0(x, v_full, tt)
 
-        noise = torch.randn(
-            self.latent_shape(frames, height, width), generator=torch.Generator().manual_seed(seed)
+        shape = self.latent_shape(frames, height, width)
+        noise = torch.stack(
+            [torch.randn(shape, generator=torch.Generator().manual_seed(r.seed)) for r in requests]
         )
         latents = sample(
             velocity_fn,
@@ -168,5 +190,6 @@ class Generator:
             self.config.flow.shift,
             progress,
         )
-        video = model.vae.decode(latents)[0].clamp(-1, 1)  # (3, T, H, W)
-        return ((video.permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        videos = model.vae.decode(latents).clamp(-1, 1)  # (B, 3, T, H, W)
+        frames_uint8 = ((videos.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+        return list(frames_uint8)

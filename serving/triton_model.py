@@ -66,36 +66,60 @@ class TritonPythonModel:
             arrays[name] = None if tensor is None else tensor.as_numpy()
         return arrays
 
-    def _generate(self, request: P.GenerationRequest) -> np.ndarray:
-        return self.generator.generate(
-            request.prompt,
-            references=request.references,
-            background=request.background,
-            frames=request.frames,
-            height=request.height,
-            width=request.width,
-            steps=request.steps,
-            guidance=request.guidance,
-            seed=request.seed,
+    def _generate_group(self, group: list[P.GenerationRequest]) -> list[np.ndarray]:
+        """One batched sampler call for requests that share size, steps and guidance."""
+        from model.generator import GenerationRequest
+
+        first = group[0]
+        return self.generator.generate_batch(
+            [GenerationRequest(r.prompt, r.references, r.background, r.seed) for r in group],
+            frames=first.frames,
+            height=first.height,
+            width=first.width,
+            steps=first.steps,
+            guidance=first.guidance,
+        )
+
+    def _response(self, request, video: np.ndarray):
+        outputs = [pb_utils.Tensor(P.VIDEO, np.ascontiguousarray(video[None]))]
+        if P.MP4 in request.requested_output_names():  # callers that want frames only skip the encode
+            mp4 = encode_mp4(video, fps=self.limits.fps)
+            outputs.append(pb_utils.Tensor(P.MP4, np.array([[mp4]], dtype=np.object_)))
+        return pb_utils.InferenceResponse(outputs)
+
+    def _error(self, exc: Exception):
+        if isinstance(exc, ValueError):  # bad input, named by the protocol or by the model's own checks
+            return pb_utils.InferenceResponse(
+                error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+            )
+        self.logger.log_error(f"generation failed: {type(exc).__name__}: {exc}")  # the server stays up
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(f"generation failed: {type(exc).__name__}: {exc}")
         )
 
     def execute(self, requests: list) -> list:
-        responses = []
-        for request in requests:
+        """Validate every request, then sample each group of compatible requests in one batched call.
+        A group whose batched call fails is retried request by request, so one bad request cannot
+        fail its neighbours."""
+        responses: list = [None] * len(requests)
+        groups: dict[tuple, list[tuple[int, P.GenerationRequest]]] = {}
+        for index, request in enumerate(requests):
             try:
-                video = self._generate(P.parse_request(self._inputs(request), self.limits))
-                outputs = [pb_utils.Tensor(P.VIDEO, np.ascontiguousarray(video[None]))]
-                if P.MP4 in request.requested_output_names():  # callers that want frames only skip the encode
-                    mp4 = encode_mp4(video, fps=self.limits.fps)
-                    outputs.append(pb_utils.Tensor(P.MP4, np.array([[mp4]], dtype=np.object_)))
-                responses.append(pb_utils.InferenceResponse(outputs))
-            except ValueError as exc:  # bad input, named by the protocol or by the model's own checks
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses.append(pb_utils.InferenceResponse(error=error))
-            except Exception as exc:  # the server stays up; the caller learns what failed
-                self.logger.log_error(f"generation failed: {type(exc).__name__}: {exc}")
-                error = pb_utils.TritonError(f"generation failed: {type(exc).__name__}: {exc}")
-                responses.append(pb_utils.InferenceResponse(error=error))
+                parsed = P.parse_request(self._inputs(request), self.limits)
+                groups.setdefault(parsed.batch_key(), []).append((index, parsed))
+            except Exception as exc:
+                responses[index] = self._error(exc)
+        for members in groups.values():
+            try:
+                videos = self._generate_group([parsed for _, parsed in members])
+            except Exception:
+                videos = None
+            for position, (index, parsed) in enumerate(members):
+                try:
+                    video = videos[position] if videos is not None else self._generate_group([parsed])[0]
+                    responses[index] = self._response(requests[index], video)
+                except Exception as exc:
+                    responses[index] = self._error(exc)
         return responses
 
     def finalize(self) -> None:

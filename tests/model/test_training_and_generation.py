@@ -164,3 +164,21 @@ def test_loading_a_checkpoint_of_another_size_reports_the_mismatch(tmp_path, gen
         VideoAlchemist.from_pretrained(tmp_path / "ckpt")
     with pytest.raises(FileNotFoundError, match="config.json is missing"):
         VideoAlchemist.from_pretrained(tmp_path / "nothing")
+
+
+def test_batched_requests_get_the_videos_they_would_get_alone(generator):
+    from model.generator import GenerationRequest
+
+    requests = [
+        GenerationRequest("a cat chases a dog", {"cat": [uint8_image(1)], "dog": [uint8_image(2)]}, seed=3),
+        GenerationRequest("a rocket", {"rocket": [uint8_image(5)]}, background=uint8_image(6), seed=4),
+        GenerationRequest("a plain scene without references", None, seed=5),
+    ]
+    batched = generator.generate_batch(requests, steps=3, guidance=3.0)
+    for request, video in zip(requests, batched, strict=True):
+        alone = generator.generate(
+            request.prompt, request.references, request.background, steps=3, guidance=3.0, seed=request.seed
+        )
+        assert np.abs(video.astype(int) - alone.astype(int)).max() <= 1  # equal up to float summation order
+    with pytest.raises(ValueError, match="at least one"):
+        generator.generate_batch([])

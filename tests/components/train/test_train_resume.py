@@ -78,11 +78,17 @@ def wait_for_checkpoint(
 
 
 @pytest.fixture(scope="module")
-def reference(mined_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainConfig, object]:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for the module: creating a SQLite store's tables takes seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+
+
+@pytest.fixture(scope="module")
+def reference(
+    mined_dataset: Path, tmp_path_factory: pytest.TempPathFactory, tracking_uri: str
+) -> tuple[TrainConfig, object]:
     out = tmp_path_factory.mktemp("reference")
-    cfg = config(
-        mined_dataset, out, f"sqlite:///{out}/mlflow.db", sample_every=0, num_sample_prompts=1, sample_steps=2
-    )
+    cfg = config(mined_dataset, out, tracking_uri, sample_every=0, num_sample_prompts=1, sample_steps=2)
     return cfg, train(cfg)
 
 
@@ -118,10 +124,10 @@ def test_uninterrupted_run_learns_and_logs_to_mlflow(reference: tuple[TrainConfi
 
 
 def test_killed_run_resumes_to_the_same_result(
-    mined_dataset: Path, tmp_path: Path, reference: tuple[TrainConfig, object]
+    mined_dataset: Path, tmp_path: Path, reference: tuple[TrainConfig, object], tracking_uri: str
 ) -> None:
-    ref_cfg, ref = reference
-    out, uri = tmp_path / "run", f"sqlite:///{tmp_path}/mlflow.db"
+    _, ref = reference
+    out, uri = tmp_path / "run", tracking_uri
     manager = CheckpointManager(out / "stage1" / "checkpoints", 2)
 
     # 1. SIGKILL right after the first checkpoint: only the steps since then are lost.
