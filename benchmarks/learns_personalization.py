@@ -210,6 +210,7 @@ def train_model(args: argparse.Namespace, manifest: Path, out: Path, binding: bo
         stage2_steps=args.stage2_steps,
         seed=args.seed,
         binding=binding,
+        model_overrides={"video": {"height": args.size, "width": args.size}},
         resume=True,  # a re-run of the benchmark continues (or reuses) earlier training
         checkpoint_every=200,
         keep_last=1,
@@ -304,11 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         "--samples", type=int, default=480, help="clips to generate when the dataset is missing"
     )
     parser.add_argument("--out", type=Path, default=Path("work/bench/run"), help="output folder")
-    parser.add_argument("--preset", default="tiny", help="model preset")
-    parser.add_argument("--stage1-steps", type=int, default=100, help="stage-1 optimizer steps")
-    parser.add_argument("--stage2-steps", type=int, default=400, help="stage-2 optimizer steps")
+    parser.add_argument("--preset", default="small", help="model preset")
+    parser.add_argument("--size", type=int, default=32, help="video height and width (frames: the preset's)")
+    parser.add_argument("--stage1-steps", type=int, default=60, help="stage-1 optimizer steps")
+    parser.add_argument("--stage2-steps", type=int, default=300, help="stage-2 optimizer steps")
     parser.add_argument("--batch-size", type=int, default=8, help="micro-batch size")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--lr", type=float, default=7e-4, help="peak learning rate")
     parser.add_argument("--warmup", type=int, default=30, help="warmup steps per stage")
     parser.add_argument(
         "--eval-samples", type=int, default=24, help="held-out samples generated per condition"
@@ -327,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     ensure_dataset(args.embedded, args.mined, args.samples)
     manifest, evals = build_role_dataset(
-        args.embedded, args.mined, args.out / "roles", video.frames, video.height
+        args.embedded, args.mined, args.out / "roles", video.frames, args.size
     )
     two = [s for s in evals if len(s.masks) == 2]
     one = [s for s in evals if len(s.masks) == 1]
@@ -372,7 +374,10 @@ def main(argv: list[str] | None = None) -> int:
         "total_s": time.perf_counter() - started,
     }
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"\nlearns_personalization (cpu, preset {args.preset}, {len(evals)} held-out samples)")
+    print(
+        f"\nlearns_personalization (cpu, preset {args.preset} at {video.frames}x{args.size}x{args.size}, "
+        f"{len(evals)} held-out samples)"
+    )
     print(f"{'condition':<18} {'fidelity':>9} {'binding acc':>12}  (n fid / n bind)")
     for name, s in conditions.items():
         print(

@@ -51,6 +51,7 @@ class ClusterOptions:
     s3_secret: str = "alchemist-s3"
     mlflow_secret: str = "alchemist-mlflow"
     train_nodes: int = 1  # >1: training runs as a PyTorchJob over this many nodes
+    shared_volume: str = "alchemist-shared"  # ReadWriteMany claim shared with multi-node training jobs
     namespace: str = "alchemist"
     service_account: str = "alchemist-pipeline"
 

@@ -228,10 +228,10 @@ def run_pipeline(settings: LocalSettings) -> tuple[WorkPaths, StepRecord, dict]:
             build_pipeline()(**arguments)
     except RuntimeError as err:
         failed = _failed_task(str(err))
+        report = _failure_report(paths, before, failed)
+        _record_failed_step(paths, before, failed, report)
         raise PipelineRunError(
-            f"pipeline {PIPELINE_NAME} failed at step {failed!r}: {err}",
-            task=failed,
-            report=_failure_report(paths, before, failed),
+            f"pipeline {PIPELINE_NAME} failed at step {failed!r}: {err}", task=failed, report=report
         ) from err
     finally:
         root_logger.removeHandler(hits)
@@ -261,14 +261,34 @@ def _failed_task(message: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _record_failed_step(paths: WorkPaths, before: set[Path], task: str | None, report: Path | None) -> None:
+    """Add the failed step's name and report to the exit handler's MLflow run.
+
+    Inside the pipeline the exit handler only learns that the run failed; kfp.local names the step afterwards.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=paths.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENTS["pipeline"])
+    for run_dir in set(paths.pipeline_root.iterdir()) - before - {paths.cache}:
+        runs = client.search_runs([experiment.experiment_id], f"tags.`pipeline.run` = '{run_dir.name}'")
+        for run in runs:
+            client.set_tag(run.info.run_id, "pipeline.failed_step", task or "unknown")
+            if report is not None:
+                client.log_artifact(run.info.run_id, str(report), "failure")
+
+
 def _failure_report(paths: WorkPaths, before: set[Path], task: str | None) -> Path | None:
-    """The HTML report a failed step left behind (validation writes one before it stops the run)."""
+    """The HTML report a failed step left behind (validation writes its report before it stops the run)."""
     if task is None:
         return None
     for run_dir in sorted(set(paths.pipeline_root.iterdir()) - before, key=lambda p: p.stat().st_mtime):
-        reports = sorted((run_dir / task).glob("**/*.html")) + sorted((run_dir / task).glob("report*"))
-        if reports:
-            return reports[0]
+        # the step's main page (its links work there), else its `report` HTML artifact, else any page it wrote
+        pages = sorted((run_dir / task).glob("**/*.html"))
+        main = [p for p in pages if p.name in ("validation.html", "report.html")]
+        for candidate in [*main, run_dir / task / "report", *pages]:
+            if candidate.is_file():
+                return candidate
     return None
 
 

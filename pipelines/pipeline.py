@@ -6,11 +6,12 @@ all inside an exit handler that records the run's outcome in MLflow.
 """
 
 import hashlib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
 
 from pipelines.cluster import COMPONENT_IMAGE, ClusterOptions, use_gpus, use_platform
 
@@ -32,6 +33,7 @@ STEP_CODE = {
     "promote": ["components/promote", "serving"],
 }
 CODE_ENV = "ALCHEMIST_CODE_VERSION"
+SHARED_MOUNT = "/shared"  # where multi-node training steps mount the volume they share with the PyTorchJob
 NETWORK_RETRIES = 3  # steps that read or write S3, MLflow or an LLM endpoint retry transient failures
 
 
@@ -65,6 +67,17 @@ def _step(
     return task
 
 
+def _train_step(task: Any, cluster: ClusterOptions | None) -> Any:
+    """A training stage: on one GPU node it trains in its own pod; over several it only launches and waits
+    for a PyTorchJob, so it needs no GPU itself but the volume it shares with the job."""
+    if cluster is not None and cluster.train_nodes > 1:
+        from kfp import kubernetes
+
+        kubernetes.mount_pvc(task, pvc_name=cluster.shared_volume, mount_path=SHARED_MOUNT)
+        return _step(task, "train", cluster, network=True)
+    return _step(task, "train", cluster, gpu=True, network=True)
+
+
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def record_outcome(
     status: dsl.PipelineTaskFinalStatus, tracking_uri: str, experiment: str, pipeline_run: str
@@ -95,14 +108,16 @@ def record_outcome(
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def summarize(
     dataset: Input[Dataset],
-    validation: Input[HTML],
-    evaluation: Input[HTML],
+    validation: Input[Artifact],
+    evaluation: Input[Artifact],
     gate: Input[Markdown],
     candidate_run: str,
     decision: str,
     summary: Output[Artifact],
 ):
     """Where to look after a run: one JSON with the data revision, the reports, the MLflow run and the decision.
+
+    The report links point into the steps' detail folders, where the pages' own links (GX data docs, GIFs) work.
 
     Never cached, so every run (even one whose steps were all reused) writes its own summary.
     """
@@ -112,8 +127,8 @@ def summarize(
     record = {
         "data_rev": dataset.metadata.get("data_rev", ""),
         "dvc_remote": dataset.metadata.get("remote", ""),
-        "validation_report": validation.uri,
-        "evaluation_report": evaluation.uri,
+        "validation_report": f"{validation.uri}/validation.html",
+        "evaluation_report": f"{evaluation.uri}/report.html",
         "gate_summary": gate.uri,
         "candidate_run": candidate_run,
         "decision": decision,
@@ -130,7 +145,7 @@ def build_pipeline(cluster: ClusterOptions | None = None):
     from components.export.component import export
     from components.mine.component import merge_shards, mine_shard, plan_shards
     from components.promote.component import promote
-    from components.train.component import train
+    from components.train.component import train, train_multinode
     from components.validate.component import validate
     from components.version.component import version
 
@@ -184,19 +199,29 @@ def build_pipeline(cluster: ClusterOptions | None = None):
 
             checked = _step(validate(dataset=versioned.outputs["versioned"]), "validate", cluster)
 
-            encoders = {"text_encoder": text_encoder, "image_encoder": image_encoder, "vae": vae}
             common = dict(
                 dataset=versioned.outputs["versioned"],
                 preset=preset,
                 deepspeed_config=deepspeed_config,
                 tracking_uri=tracking_uri,
                 experiment=EXPERIMENTS["train"],
-                **encoders,
             )
-            stage1 = train(stage=1, steps=stage1_steps, **common).after(checked)
-            _step(stage1, "train", cluster, gpu=True, network=True)
-            stage2 = train(stage=2, steps=stage2_steps, init=stage1.outputs["model"], **common)
-            _step(stage2, "train", cluster, gpu=True, network=True)
+            if cluster is not None and cluster.train_nodes > 1:
+                trainer = partial(
+                    train_multinode,
+                    nodes=cluster.train_nodes,
+                    gpus_per_node=cluster.gpu_pool.gpus,
+                    image=cluster.image,
+                    namespace=cluster.namespace,
+                    shared_dir=SHARED_MOUNT,
+                    **common,
+                )
+            else:
+                trainer = partial(
+                    train, text_encoder=text_encoder, image_encoder=image_encoder, vae=vae, **common
+                )
+            stage1 = _train_step(trainer(stage=1, steps=stage1_steps).after(checked), cluster)
+            stage2 = _train_step(trainer(stage=2, steps=stage2_steps, init=stage1.outputs["model"]), cluster)
 
             scored = evaluate(
                 model=stage2.outputs["model"],
@@ -225,8 +250,8 @@ def build_pipeline(cluster: ClusterOptions | None = None):
 
             summary = summarize(
                 dataset=versioned.outputs["versioned"],
-                validation=checked.outputs["report"],
-                evaluation=scored.outputs["report"],
+                validation=checked.outputs["details"],
+                evaluation=scored.outputs["details"],
                 gate=decided.outputs["summary"],
                 candidate_run=scored.outputs["Output"],
                 decision=decided.outputs["Output"],

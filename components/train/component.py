@@ -71,3 +71,68 @@ def train(
     # kfp.local keeps metrics in metadata only and treats a cached artifact without a file as a miss.
     Path(metrics.path).write_text(json.dumps(metrics.metadata, indent=2))
     print(f"stage {stage}: {steps} steps, metrics {result.metrics}, MLflow run {stage_result.mlflow_run_id}")
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train_multinode(
+    dataset: Input[Dataset],
+    stage: int,
+    steps: int,
+    preset: str,
+    deepspeed_config: str,
+    tracking_uri: str,
+    experiment: str,
+    nodes: int,
+    gpus_per_node: int,
+    image: str,
+    namespace: str,
+    shared_dir: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+    init: Input[Model] = None,
+):
+    """Train `stage` as a PyTorchJob over `nodes` nodes (torchrun on every GPU) and wait for it.
+
+    The dataset, the stage-1 weights and the result move through `shared_dir`, a ReadWriteMany volume this
+    step and the job's pods mount (infra/k8s/pipeline/shared-pvc.yaml).
+    """
+    import json
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from pipelines.cluster import render_pytorchjob, run_pytorchjob
+
+    work = Path(shared_dir) / f"stage{stage}-{uuid.uuid4().hex[:10]}"
+    shutil.copytree(dataset.path, work / "dataset")
+    data_rev = dataset.metadata.get("data_rev", "")
+    command = ["alchemist", "train", "--manifest", str(work / "dataset"), "--out", str(work / "train")]
+    command += ["--stage", str(stage), "--preset", preset, "--steps", str(steps), "--experiment", experiment]
+    if data_rev:
+        command += ["--data-rev", data_rev]
+    if init is not None:
+        shutil.copytree(init.path, work / "init")
+        command += ["--init-from", str(work / "init")]
+    if deepspeed_config:
+        command += ["--deepspeed-config", deepspeed_config]
+    if tracking_uri:
+        command += ["--tracking-uri", tracking_uri]
+    job = render_pytorchjob(f"alchemist-train-{work.name}", image, command, nodes, gpus_per_node, namespace)
+    run_pytorchjob(job)
+    final = work / "train" / f"stage{stage}" / "final"
+    shutil.copytree(final, model.path)
+    result = json.loads((final / "result.json").read_text())
+    losses = result.get("losses") or [float("nan")]
+    metrics.log_metric(f"stage{stage}_final_loss", losses[-1])
+    model.metadata.update(
+        stage=stage,
+        preset=preset,
+        data_rev=data_rev,
+        mlflow_run_id=result.get("mlflow_run_id") or "",
+        steps=steps,
+    )
+    Path(metrics.path).write_text(json.dumps(metrics.metadata, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"stage {stage} on {nodes} nodes x {gpus_per_node} GPUs: MLflow run {model.metadata['mlflow_run_id']}"
+    )

@@ -136,6 +136,7 @@ def compile_(
         [], help="LABEL=VALUE of the GPU node pool (repeatable; default nvidia.com/gpu.product=H100)."
     ),
     shm_size: str = typer.Option("64Gi", help="Size of the in-memory /dev/shm volume of GPU steps."),
+    train_nodes: int = typer.Option(1, help="Nodes per training stage; >1 runs each stage as a PyTorchJob."),
 ) -> None:
     """Compile the pipeline for a Kubeflow cluster (GPU node pool, S3 and MLflow secrets)."""
     from pipelines.cluster import ClusterOptions, GpuPool, compile_pipeline
@@ -143,7 +144,7 @@ def compile_(
     pool = GpuPool(accelerator=accelerator, gpus=gpus, shm_size=shm_size)
     if node_selector:
         pool.node_selector = {k: v for k, _, v in (s.partition("=") for s in node_selector)}
-    options = ClusterOptions(gpu_pool=pool, **({"image": image} if image else {}))
+    options = ClusterOptions(gpu_pool=pool, train_nodes=train_nodes, **({"image": image} if image else {}))
     typer.echo(f"wrote {compile_pipeline(out, options)}")
 
 
@@ -174,6 +175,12 @@ def submit(
     arguments = _parse_params(param)
     if "data" not in arguments:
         raise typer.BadParameter("give the data location: --param data=s3://bucket/videos")
+    # A pod's local folder disappears with the pod: what must outlive the run goes to S3.
+    for key in ("dvc_remote", "serving_repository"):
+        if not str(arguments.get(key, "")).startswith("s3://"):
+            raise typer.BadParameter(
+                f"--param {key}=s3://... is required on a cluster (got {arguments.get(key)!r})"
+            )
     options = ClusterOptions(namespace=namespace, service_account=service_account)
     run_id = submit_run(package, host, experiment, arguments, options, run_name=run_name)
     typer.echo(f"submitted run {run_id} to {host} (experiment {experiment})")

@@ -121,6 +121,24 @@ def test_components_default_to_the_project_image(local_spec):
     assert images == {COMPONENT_IMAGE}
 
 
+def test_multinode_training_launches_pytorchjobs_from_the_shared_volume(tmp_path):
+    spec, platform = compile_to(tmp_path, ClusterOptions(train_nodes=4))
+    tasks = steps(spec)
+    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert "train" not in tasks
+    for name in ("train-multinode", "train-multinode-2"):
+        params = tasks[name]["inputs"]["parameters"]
+        assert params["nodes"]["runtimeValue"]["constant"] == 4
+        assert params["gpus_per_node"]["runtimeValue"]["constant"] == 8
+        executor = tasks[name]["componentRef"]["name"].replace("comp-", "exec-")
+        assert "resources" not in spec["deploymentSpec"]["executors"][executor]["container"], (
+            "the launcher needs no GPU"
+        )
+        (pvc,) = k8s[executor]["pvcMount"]
+        assert (pvc["constant"], pvc["mountPath"]) == ("alchemist-shared", "/shared")
+    assert "resources" in spec["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+
+
 def test_pytorchjob_spreads_training_over_nodes():
     job = render_pytorchjob(
         "train-abc", "registry.test/alchemist:1", ["alchemist", "train", "--stage", "2"], 4, 8
