@@ -279,10 +279,9 @@ def evaluate(model_dir: Path, samples: list[EvalSample], condition: str, args: a
 def log_to_mlflow(args: argparse.Namespace, report: dict) -> str:
     import mlflow
 
-    from components.train.tracking import tracking_uri
+    from components.train.tracking import tracking_uri, use_experiment
 
-    mlflow.set_tracking_uri(tracking_uri(args.tracking_uri))
-    mlflow.set_experiment("video-alchemist-learns-personalization")
+    use_experiment(tracking_uri(args.tracking_uri), "video-alchemist-learns-personalization")
     with mlflow.start_run(run_name="learns-personalization") as run:
         mlflow.log_params({k: v for k, v in vars(args).items() if k != "tracking_uri"})
         for condition, scores in report["conditions"].items():
@@ -357,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     timings["evaluate_s"] = time.perf_counter() - t0
     a, b, c, d = (conditions[k] for k in conditions)
-    margin = 0.02
+    margin = 0.05  # differences below this are within sample-to-sample noise at 24 samples
     checks = {
         "fidelity a > b": a["fidelity"] > b["fidelity"] + margin,
         "fidelity a > c": a["fidelity"] > c["fidelity"] + margin,
-        "binding a > d": a["binding_accuracy"] > d["binding_accuracy"],
+        "binding a > d": a["binding_accuracy"] > d["binding_accuracy"] + margin,
+        "binding a above chance (0.5)": a["binding_accuracy"] > 0.5 + margin,
     }
     verdict = "learns" if all(checks.values()) else "does-not-learn"
     report = {

@@ -1,7 +1,7 @@
 """Exponential moving average of the trainable weights, kept outside the DeepSpeed engine.
 
-It holds fp32 copies on the CPU (cheap next to the optimizer state, and independent of bf16 or ZeRO
-partitioning) and is saved with every checkpoint. The decay ramps up as `(1 + n) / (10 + n)` so that a short
+It holds fp32 copies on the weights' device (no host transfer per step; independent of bf16, and under
+ZeRO-3 of partitioning, since it reads gathered weights) and is saved with every checkpoint. The decay ramps up as `(1 + n) / (10 + n)` so that a short
 run's average is not dominated by the random initialisation.
 """
 
@@ -19,9 +19,7 @@ class EMA:
         self.updates = 0
         with gathered(model):
             self.shadow = {
-                name: p.detach().float().cpu().clone()
-                for name, p in model.named_parameters()
-                if p.requires_grad
+                name: p.detach().float().clone() for name, p in model.named_parameters() if p.requires_grad
             }
 
     def current_decay(self) -> float:
@@ -33,7 +31,7 @@ class EMA:
         with gathered(model):
             for name, p in model.named_parameters():
                 if name in self.shadow:
-                    self.shadow[name].lerp_(p.detach().float().cpu(), 1.0 - decay)
+                    self.shadow[name].lerp_(p.detach().float(), 1.0 - decay)
         self.updates += 1
 
     @torch.no_grad()
@@ -44,7 +42,11 @@ class EMA:
             params[name].copy_(value.to(params[name].dtype))
 
     def state_dict(self) -> dict[str, object]:
-        return {"decay": self.decay, "updates": self.updates, "shadow": self.shadow}
+        return {
+            "decay": self.decay,
+            "updates": self.updates,
+            "shadow": {k: v.cpu() for k, v in self.shadow.items()},
+        }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         shadow = state["shadow"]
@@ -53,7 +55,7 @@ class EMA:
         if missing:
             raise ValueError(f"EMA state lacks {len(missing)} trainable weights, e.g. {missing[:3]}")
         self.decay, self.updates = float(state["decay"]), int(state["updates"])  # type: ignore[arg-type]
-        self.shadow = {k: shadow[k].float() for k in self.shadow}
+        self.shadow = {k: shadow[k].to(self.shadow[k].device, torch.float32) for k in self.shadow}
 
 
 @contextlib.contextmanager

@@ -36,6 +36,20 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def use_experiment(uri: str, experiment: str) -> None:
+    """Point MLflow at `uri` and `experiment`; a SQLite store keeps artifacts beside its database file
+    (not in ./mlruns of whatever the current directory is)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///")).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=(db.parent / "mlartifacts").as_uri())
+    mlflow.set_experiment(experiment)
+
+
 class Tracker:
     """A thin layer over one MLflow run; every call is a no-op on ranks other than 0."""
 
@@ -49,22 +63,13 @@ class Tracker:
         experiment: str,
         run_name: str | None,
         run_id: str | None,
-        parent_run_id: str | None = None,
     ) -> str | None:
         if not self.enabled:
             return None
         import mlflow
 
-        mlflow.set_tracking_uri(uri)
-        if uri.startswith("sqlite:///"):
-            # A file store keeps artifacts beside the database, not in ./mlruns of whatever the cwd is.
-            db = Path(uri.removeprefix("sqlite:///")).resolve()
-            db.parent.mkdir(parents=True, exist_ok=True)
-            if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=(db.parent / "mlartifacts").as_uri())
-        mlflow.set_experiment(experiment)
-        tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id and run_id is None else None
-        run = mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=True, tags=tags)
+        use_experiment(uri, experiment)
+        run = mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=True)
         self.run_id = run.info.run_id
         return self.run_id
 
