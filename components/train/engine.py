@@ -28,9 +28,17 @@ def init_distributed() -> tuple[int, int]:
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if "RANK" not in os.environ:  # not under a launcher: a group of one, in this process
-            os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
-            os.environ.setdefault("MASTER_PORT", str(free_port()))
+        # Not under a launcher, or a group of one: a fresh port every time. A group of one needs no agreed
+        # port, and a subprocess (a kfp.local step) inherits its parent's MASTER_PORT while the parent's
+        # store may still hold it.
+        if "RANK" not in os.environ or os.environ.get("WORLD_SIZE") == "1":
+            os.environ.update(
+                RANK="0",
+                LOCAL_RANK="0",
+                WORLD_SIZE="1",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(free_port()),
+            )
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
