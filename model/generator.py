@@ -38,7 +38,7 @@ def image_to_tensor(image: ImageLike, name: str) -> torch.Tensor:
         )
     if min(image.shape[:2]) < 1:
         raise ValueError(f"{name} is empty: {image.shape}")
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
 def stack_images(images: Sequence[ImageLike], name: str, size: int) -> torch.Tensor:

@@ -15,3 +15,7 @@ app = typer.Typer(
 
 for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
     importlib.import_module(f"{commands.__name__}.{module_info.name}").register(app)
+
+
+if __name__ == "__main__":
+    app()
