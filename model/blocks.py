@@ -89,7 +89,7 @@ class DiTBlock(nn.Module):
         time_modulation: torch.Tensor,  # (B, 6, D)
         rope: tuple[torch.Tensor, torch.Tensor],
         text: torch.Tensor,  # (B, L_text, D)
-        text_mask: torch.Tensor,  # (B, L_text)
+        text_mask: torch.Tensor | None,  # (B, L_text); None: every token valid
         reference: torch.Tensor | None = None,  # (B, L_ref, D) bound entity tokens, None in stage 1
         reference_mask: torch.Tensor | None = None,  # (B, L_ref)
     ) -> torch.Tensor:

@@ -25,6 +25,10 @@ class Conditioning:
     reference_mask: torch.Tensor | None = None  # (B, L_ref) bool
 
 
+def drop_full_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    return None if mask is None or bool(mask.all()) else mask
+
+
 class VideoDiT(nn.Module):
     """Predicts the rectified-flow velocity of video latents (B, C, T, H, W)."""
 
@@ -85,8 +89,10 @@ class VideoDiT(nn.Module):
         time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)
         text = self.text_proj(cond.text.to(x.dtype))
         reference = cond.reference.to(x.dtype) if cond.reference is not None else None
+        # A mask with every key valid is dropped once here, so each attention call takes the unmasked kernel.
+        text_mask, reference_mask = drop_full_mask(cond.text_mask), drop_full_mask(cond.reference_mask)
         for block in self.blocks:
-            args = (x, time_modulation, rope, text, cond.text_mask, reference, cond.reference_mask)
+            args = (x, time_modulation, rope, text, text_mask, reference, reference_mask)
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
