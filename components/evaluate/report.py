@@ -14,7 +14,8 @@ import numpy as np
 from components.evaluate.benchmark import MODES, Benchmark
 from components.evaluate.preprocess import alpha_to_white
 from components.evaluate.runner import EvaluationResult, VideoInput, load_video_input
-from components.evaluate.video_io import read_image, read_video, write_gif
+from components.evaluate.video_io import read_image, read_video
+from components.media import write_gif
 
 METRIC_NAMES = {
     "text_s": "Text-S",

@@ -341,7 +341,7 @@ def generate_videos(
     progress: bool = True,
 ) -> dict[str, Path]:
     """Generate one mp4 per benchmark sample into out_dir/<mode>/<sample_id>.mp4 (existing files are kept)."""
-    from components.evaluate.video_io import write_mp4
+    from components.media import write_mp4
 
     out_dir = Path(out_dir)
     rank, world = _world()

@@ -36,37 +36,6 @@ def read_frames_at(path: str | Path, fractions: tuple[float, ...]) -> np.ndarray
     return frames[idx]
 
 
-def write_mp4(frames: np.ndarray, path: str | Path, fps: float = 8.0) -> Path:
-    """H.264 mp4 (even sizes are padded by repeating the edge, which libx264 requires)."""
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[1:3]
-    padded = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=int(round(fps)))
-        stream.width, stream.height = padded.shape[2], padded.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "12"}
-        for frame in padded:
-            container.mux(
-                stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24"))
-            )
-        container.mux(stream.encode())
-    return path
-
-
-def write_gif(frames: np.ndarray, path: str | Path, fps: float = 8.0, height: int = 128) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scale = height / frames.shape[1]
-    size = (max(1, int(round(frames.shape[2] * scale))), height)
-    images = [Image.fromarray(f[:, :, :3]).resize(size, Image.BILINEAR) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / max(fps, 1)), loop=0)
-    return path
-
-
 def read_image(path: str | Path) -> np.ndarray:
     """uint8 [H, W, 3] or [H, W, 4] (alpha kept: the benchmark's references are transparent PNGs)."""
     image = Image.open(path)

@@ -10,11 +10,11 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image
 
+from components.media import write_gif, write_mp4
 from components.train.dataset import ManifestDataset, entity_word
 from components.train.ema import EMA
 
@@ -76,26 +76,3 @@ def generate_samples(
         written += [write_mp4(video, stem.with_suffix(".mp4")), write_gif(video, stem.with_suffix(".gif"))]
         (stem.with_suffix(".txt")).write_text(item.prompt + "\n")
     return written
-
-
-def write_mp4(video: np.ndarray, path: Path, fps: int = 8) -> Path:
-    """uint8 [T, H, W, 3] -> H.264 mp4 (sizes padded to even, as yuv420p requires)."""
-    t, h, w, _ = video.shape
-    padded = np.pad(video, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = padded.shape[2], padded.shape[1], "yuv420p"
-        for frame in padded:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def write_gif(video: np.ndarray, path: Path, fps: int = 8, min_side: int = 128) -> Path:
-    """An upscaled GIF preview (tiny videos are unreadable at their native size)."""
-    scale = max(1, min_side // min(video.shape[1:3]))
-    frames = [
-        Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in video
-    ]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-    return path

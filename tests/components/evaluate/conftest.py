@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from components.evaluate.video_io import write_mp4
+from components.media import write_mp4
 
 CLIPS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "clips"
 

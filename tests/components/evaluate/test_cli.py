@@ -7,7 +7,7 @@ from pathlib import Path
 import mlflow
 from typer.testing import CliRunner
 
-from components.evaluate.video_io import write_mp4
+from components.media import write_mp4
 from pipelines.cli import app
 
 

@@ -15,7 +15,7 @@ from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
 from components.evaluate.report import log_to_mlflow, write_report
 from components.evaluate.runner import EvaluationError, evaluate_videos
 from components.evaluate.toyworld import ToyGroundTruth
-from components.evaluate.video_io import write_mp4
+from components.media import write_mp4
 
 
 def test_published_layout_modes_and_lists(tmp_path: Path, dog_frames: np.ndarray, make_published):
