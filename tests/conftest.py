@@ -68,10 +68,17 @@ def mlflow_store(tmp_path: Path, mlflow_template_db: Path):
 
     db = tmp_path / "mlflow.db"
     shutil.copy(mlflow_template_db, db)
-    previous = mlflow.get_tracking_uri()
+    # mlflow.set_*_uri also export MLFLOW_*_URI, which subprocesses (kfp.local steps) inherit: restore both.
+    previous_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     mlflow.set_registry_uri(f"sqlite:///{db}")
     experiment = mlflow.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     yield experiment
-    mlflow.set_tracking_uri(previous)
-    mlflow.set_registry_uri(previous)
+    mlflow.set_tracking_uri(previous_tracking)
+    mlflow.set_registry_uri(previous_registry)
+    for name, value in previous_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

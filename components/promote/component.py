@@ -49,8 +49,11 @@ def promote(
                 shutil.copytree(staged, Path(serving_repository) / triton_name, dirs_exist_ok=True)
         print(f"published {model_uri} as {serving_repository}/{triton_name}/{version}")
 
-    if tracking_uri:
+    if (
+        tracking_uri
+    ):  # the registry lives in the same store; never inherit a registry URI from the environment
         mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
     decision = apply_gate(
         candidate_run,
         registered_model,
