@@ -70,13 +70,15 @@ def mlflow_store(tmp_path: Path, mlflow_template_db: Path):
     shutil.copy(mlflow_template_db, db)
     # mlflow.set_*_uri also export MLFLOW_*_URI, which subprocesses (kfp.local steps) inherit: restore both.
     previous_env = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    previous_tracking, previous_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    previous_tracking = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"sqlite:///{db}")
     mlflow.set_registry_uri(f"sqlite:///{db}")
     experiment = mlflow.create_experiment("gate", artifact_location=(tmp_path / "artifacts").as_uri())
     yield experiment
     mlflow.set_tracking_uri(previous_tracking)
-    mlflow.set_registry_uri(previous_registry)
+    mlflow.set_registry_uri(
+        previous_env["MLFLOW_REGISTRY_URI"]
+    )  # None: the registry follows the tracking store
     for name, value in previous_env.items():
         if value is None:
             os.environ.pop(name, None)

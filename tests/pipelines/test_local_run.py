@@ -94,7 +94,9 @@ def test_validation_passed_with_a_report(first_run):
 def test_mlflow_holds_runs_metrics_artifacts_and_an_aliased_version(first_run):
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=first_run.paths.tracking_uri)
+    client = mlflow.MlflowClient(
+        tracking_uri=first_run.paths.tracking_uri, registry_uri=first_run.paths.tracking_uri
+    )
     candidate = client.get_run(first_run.summary["candidate_run"])
     metrics = candidate.data.metrics
     assert any(k.startswith("eval/") for k in metrics), sorted(metrics)
@@ -113,7 +115,9 @@ def test_mlflow_holds_runs_metrics_artifacts_and_an_aliased_version(first_run):
 def test_outcome_recorded_by_the_exit_handler(first_run):
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=first_run.paths.tracking_uri)
+    client = mlflow.MlflowClient(
+        tracking_uri=first_run.paths.tracking_uri, registry_uri=first_run.paths.tracking_uri
+    )
     experiment = client.get_experiment_by_name("video-alchemist-pipeline")
     runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.state` = 'SUCCEEDED'")
     assert runs, "the exit handler recorded no successful run"
@@ -163,7 +167,9 @@ def test_corrupted_videos_stop_the_run_at_validation(first_run, tmp_path):
     assert "Failed expectations" in report.read_text()
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=first_run.paths.tracking_uri)
+    client = mlflow.MlflowClient(
+        tracking_uri=first_run.paths.tracking_uri, registry_uri=first_run.paths.tracking_uri
+    )
     experiment = client.get_experiment_by_name("video-alchemist-pipeline")
     (failed,) = client.search_runs([experiment.experiment_id], "attributes.status = 'FAILED'")
     assert failed.data.tags["pipeline.failed_step"] == "validate"
