@@ -51,15 +51,20 @@ class VideoAlchemist(nn.Module):
         self.text_encoder = TextEncoder(config.text)
         self.image_encoder = ImageEncoder(config.image)
         self.vae = build_vae(config.vae)
+        self.dit = VideoDiT(config.dit, config.vae.latent_channels, self.text_encoder.dim)
+        self.rebuild_binder(config.dit.word_binding)
+        self.stage = 2
+
+    def rebuild_binder(self, word_binding: bool) -> None:
+        """A fresh binder with or without word binding; only valid before personalization is trained."""
+        self.config.dit.word_binding = word_binding
         self.binder = EntityBinder(
             self.image_encoder.dim,
             self.text_encoder.dim,
-            config.text.max_word_tokens,
-            config.dit.hidden_size,
-            bind=config.dit.word_binding,
-        )
-        self.dit = VideoDiT(config.dit, config.vae.latent_channels, self.text_encoder.dim)
-        self.stage = 2
+            self.config.text.max_word_tokens,
+            self.config.dit.hidden_size,
+            bind=word_binding,
+        ).to(self.dit.head.weight.device)
 
     # ----------------------------------------------------------------- bookkeeping
     def random_weight_encoders(self) -> list[str]:

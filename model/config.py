@@ -69,6 +69,8 @@ class DiTConfig:
     self_conditioning: bool = True
     gradient_checkpointing: bool = False
     rope_theta: float = 10000.0
+    # Add fixed sin-cos embeddings of each token's place in its frame to the patch tokens (on top of RoPE).
+    frame_position: bool = False
 
 
 @dataclass
@@ -169,7 +171,9 @@ def small() -> AlchemistConfig:
     """CPU demo and the learnability benchmark: trains in minutes on 2 cores."""
     return AlchemistConfig(
         name="small",
-        dit=DiTConfig(hidden_size=192, depth=4, num_heads=4, patch_size=(1, 2, 2)),
+        # Frame positions: a small model on a short CPU budget does not learn where "upper" is from RoPE's
+        # relative offsets alone, and binding words like that to references needs it (model/README.md).
+        dit=DiTConfig(hidden_size=192, depth=4, num_heads=4, patch_size=(1, 2, 2), frame_position=True),
         text=TextEncoderConfig(path="builtin:minilm"),  # the pretrained MiniLM that ships offline
         image=ImageEncoderConfig(hidden_size=64, num_layers=2, num_heads=2, token_grid=2),
         video=VideoConfig(frames=8, height=48, width=48),

@@ -12,7 +12,7 @@ from torch.utils.checkpoint import checkpoint
 from model.blocks import DiTBlock
 from model.config import DiTConfig
 from model.layers import FP32LayerNorm, timestep_embedding
-from model.rope import RotaryEmbedding3D
+from model.rope import RotaryEmbedding3D, frame_position_embedding
 
 
 @dataclass
@@ -84,6 +84,8 @@ class VideoDiT(nn.Module):
         x = self.patch_embed(latents)  # (B, D, t, h, w)
         grid = tuple(x.shape[2:])
         x = x.flatten(2).transpose(1, 2)  # (B, L, D)
+        if self.config.frame_position:
+            x = x + frame_position_embedding(grid, x.shape[-1], x.device).to(x.dtype)
         rope = self.rope(grid, x.device)
         emb = self.time_embed(timestep_embedding(t, 256).to(x.dtype))  # (B, D)
         time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)

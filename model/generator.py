@@ -12,7 +12,7 @@ from PIL import Image
 
 from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
-from model.flow import guided_velocity, predicted_x0
+from model.flow import add_noise, guided_velocity, predicted_x0
 from model.sampler import sample
 
 ImageLike = np.ndarray | Image.Image
@@ -41,14 +41,25 @@ def image_to_tensor(image: ImageLike, name: str) -> torch.Tensor:
     return torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
 
 
+def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, size, size): padded to a square with its corner colour, then resized.
+
+    Padding instead of stretching keeps a crop's proportions; training and inference both prepare
+    references here, so the image encoder sees the same geometry in both."""
+    h, w = image.shape[-2:]
+    side = max(h, w)
+    if h != w:
+        canvas = image[..., :1, :1].expand(*image.shape[:-2], side, side).clone()
+        top, left = (side - h) // 2, (side - w) // 2
+        canvas[..., top : top + h, left : left + w] = image
+        image = canvas
+    if side == size:
+        return image
+    return torch.nn.functional.interpolate(image, size=(size, size), mode="bilinear", antialias=True)
+
+
 def stack_images(images: Sequence[ImageLike], name: str, size: int) -> torch.Tensor:
-    tensors = [image_to_tensor(img, f"{name}[{i}]") for i, img in enumerate(images)]
-    return torch.cat(
-        [
-            torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
-            for t in tensors
-        ]
-    )
+    return torch.cat([fit_square(image_to_tensor(img, f"{name}[{i}]"), size) for i, img in enumerate(images)])
 
 
 @dataclass
@@ -59,6 +70,7 @@ class GenerationRequest:
     references: dict[str, Sequence[ImageLike]] | None = None
     background: ImageLike | None = None
     seed: int = 0
+    source_video: np.ndarray | None = None  # uint8 (T, H, W, 3): its layout is kept below strength 1
 
 
 class Generator:
@@ -100,6 +112,23 @@ class Generator:
             entities.append(EntityReference(word, tensor.to(self.device)))
         return entities
 
+    def source_latents(self, video: np.ndarray | None, frames: int, height: int, width: int) -> torch.Tensor:
+        """A uint8 (T, H, W, 3) clip of the output's size -> its latents (C, t, h, w)."""
+        if (
+            not isinstance(video, np.ndarray)
+            or video.dtype != np.uint8
+            or video.ndim != 4
+            or video.shape[-1] != 3
+        ):
+            raise ValueError("source_video must be a uint8 numpy array (T, H, W, 3)")
+        if video.shape[:3] != (frames, height, width):
+            raise ValueError(
+                f"source_video is {video.shape[0]}x{video.shape[1]}x{video.shape[2]} (T x H x W); "
+                f"expected the output size {frames}x{height}x{width}"
+            )
+        pixels = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().to(self.device) / 127.5 - 1.0
+        return self.model.vae.encode(pixels)[0]
+
     @torch.no_grad()
     def generate(
         self,
@@ -114,11 +143,17 @@ class Generator:
         seed: int = 0,
         reference_guidance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        source_video: np.ndarray | None = None,
+        strength: float = 1.0,
     ) -> np.ndarray:
         """Returns a uint8 video (T, H, W, 3). guidance = 1 disables classifier-free guidance;
-        `reference_guidance` guides the references separately from the text."""
-        request = GenerationRequest(prompt, references, background, seed)
-        settings = dict(frames=frames, height=height, width=width, steps=steps, guidance=guidance)
+        `reference_guidance` guides the references separately from the text. With a `source_video` and
+        `strength` < 1 the solve starts from that clip noised to t = strength, so its layout and motion stay
+        and the prompt and references repaint what is there (1 ignores the source)."""
+        request = GenerationRequest(prompt, references, background, seed, source_video)
+        settings = dict(
+            frames=frames, height=height, width=width, steps=steps, guidance=guidance, strength=strength
+        )
         return self.generate_batch(
             [request], reference_guidance=reference_guidance, progress=progress, **settings
         )[0]
@@ -134,6 +169,7 @@ class Generator:
         guidance: float = 4.0,
         reference_guidance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
+        strength: float = 1.0,
     ) -> list[np.ndarray]:
         """Sample several requests that share size, steps and guidance in one batched ODE solve.
         Each request keeps its own prompt, references and seed, and gets the video it would get alone."""
@@ -141,6 +177,10 @@ class Generator:
             raise ValueError("requests must hold at least one GenerationRequest")
         if not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"steps={steps} must be in 1..{MAX_STEPS}")
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength={strength} must be in (0, 1]")
+        if strength < 1.0 and any(r.source_video is None for r in requests):
+            raise ValueError(f"strength={strength} < 1 needs a source_video in every request")
         video_cfg = self.config.video
         frames, height, width = (
             frames or video_cfg.frames,
@@ -181,14 +221,20 @@ class Generator:
         shape = self.latent_shape(frames, height, width)
         noise = torch.stack(
             [torch.randn(shape, generator=torch.Generator().manual_seed(r.seed)) for r in requests]
-        )
+        ).to(self.device)
+        if strength < 1.0:
+            sources = torch.stack(
+                [self.source_latents(r.source_video, frames, height, width) for r in requests]
+            )
+            noise = add_noise(sources, noise, torch.full((batch,), strength, device=self.device))
         latents = sample(
             velocity_fn,
-            noise.to(self.device),
+            noise,
             steps,
             self.config.flow.sampler,
             self.config.flow.shift,
             progress,
+            start=strength,
         )
         videos = model.vae.decode(latents).clamp(-1, 1)  # (B, 3, T, H, W)
         frames_uint8 = ((videos.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()

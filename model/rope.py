@@ -47,3 +47,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     real, imag = pairs.unbind(-1)
     rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
     return rotated.flatten(-2).type_as(x)
+
+
+def frame_position_embedding(grid: tuple[int, int, int], dim: int, device: torch.device) -> torch.Tensor:
+    """Fixed 2D sin-cos embedding of where a token sits in its frame, [t*h*w, dim], in raster order.
+
+    RoPE only tells tokens how far apart they are; this tells each token where in the frame it is, as a
+    fraction of the frame's height and width (so "upper third" means the same at every resolution). Half the
+    channels encode the row, half the column, each as sin/cos pairs over geometrically spaced frequencies.
+    """
+    t, h, w = grid
+    quarter = dim // 4
+    freqs = 2.0 ** torch.arange(quarter, device=device, dtype=torch.float32) * torch.pi / 2
+    rows = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+    cols = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+    row_angles, col_angles = torch.outer(rows, freqs), torch.outer(cols, freqs)
+    row_emb = torch.cat([row_angles.sin(), row_angles.cos()], dim=-1)[:, None].expand(h, w, -1)
+    col_emb = torch.cat([col_angles.sin(), col_angles.cos()], dim=-1)[None].expand(h, w, -1)
+    frame = torch.cat([row_emb, col_emb], dim=-1)
+    frame = torch.nn.functional.pad(frame, (0, dim - frame.shape[-1]))
+    return frame[None].expand(t, h, w, dim).reshape(t * h * w, dim)

@@ -20,12 +20,15 @@ def sample(
     method: str = "euler",
     shift: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
+    start: float = 1.0,
 ) -> torch.Tensor:
-    """Integrate from noise (t = 1) to data (t = 0). The previous x0 estimate is always fed back
-    (self-conditioning at sampling time)."""
+    """Integrate from `noise` at t = start (1: pure noise; below 1: a partly noised clip) to data (t = 0).
+    The previous x0 estimate is always fed back (self-conditioning at sampling time)."""
     if method not in ("euler", "heun"):
         raise ValueError(f"method={method!r}; expected 'euler' or 'heun'")
-    times = time_grid(steps, shift).tolist()
+    if not 0.0 < start <= 1.0:
+        raise ValueError(f"start={start} must be in (0, 1]")
+    times = (time_grid(steps, shift) * start).tolist()
     x, x0 = noise, None
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         velocity, x0 = velocity_fn(x, t, x0)

@@ -8,6 +8,7 @@ that entity in the uncompressed frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -24,8 +25,12 @@ class EmbeddedConfig:
     usually are next to the things they hold), and each clip has at most one subject and one object, so
     captions stay unambiguous.
 
-    `two_entity_prob` is the share of clips with a subject and an object, `cross_prob` the share of those
-    whose entities share a band (so one occludes the other), `max_zoom` the relative size change over a clip.
+    `two_entity_prob` is the share of clips with two entities, `cross_prob` the share of those whose entities
+    share a band (so one occludes the other), `max_zoom` the relative size change over a clip.
+
+    `pairing` says who shares a clip: "subject+object" (one of each) or "any" (two distinct identities of
+    either kind). With "any" and equal size ranges, neither size nor kind tells the two entities apart, which
+    is what a binding test needs: only the words can say which reference belongs where.
     """
 
     num_frames: int = 24
@@ -37,10 +42,19 @@ class EmbeddedConfig:
     two_entity_prob: float = 0.65
     cross_prob: float = 0.5
     max_zoom: float = 0.25
+    pairing: Literal["subject+object", "any"] = "subject+object"
+    backdrops: tuple[str, ...] | None = None  # names in BACKDROPS to draw from; None: all of them
 
     def __post_init__(self) -> None:
         if self.num_frames < 3:
             raise ValueError(f"num_frames={self.num_frames} must be at least 3")
+        unknown = sorted(set(self.backdrops or ()) - set(BACKDROPS))
+        if unknown or self.backdrops == ():
+            raise ValueError(
+                f"backdrops={self.backdrops!r}: expected a non-empty subset of {sorted(BACKDROPS)}"
+            )
+        if self.pairing not in ("subject+object", "any"):
+            raise ValueError(f"pairing={self.pairing!r}; expected 'subject+object' or 'any'")
         if self.height % 2 or self.width % 2 or min(self.height, self.width) < 16:
             raise ValueError(f"height={self.height} and width={self.width} must be even and >= 16")
 
@@ -81,9 +95,12 @@ def plan_sample(rng: np.random.Generator, config: EmbeddedConfig) -> SamplePlan:
     """Draw the cast, paths, sizes, depth order and caption of one clip."""
     subjects = sorted(n for n, i in IDENTITIES.items() if i.kind == "subject")
     objects = sorted(n for n, i in IDENTITIES.items() if i.kind == "object")
-    backdrop = str(rng.choice(sorted(BACKDROPS)))
+    backdrop = str(rng.choice(sorted(config.backdrops or BACKDROPS)))
     if rng.random() < config.two_entity_prob:
-        cast = [str(rng.choice(subjects)), str(rng.choice(objects))]
+        if config.pairing == "any":
+            cast = [str(name) for name in rng.choice(subjects + objects, size=2, replace=False)]
+        else:
+            cast = [str(rng.choice(subjects)), str(rng.choice(objects))]
     else:
         cast = [str(rng.choice(subjects + objects))]
     crossing = len(cast) == 2 and rng.random() < config.cross_prob

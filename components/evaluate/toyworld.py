@@ -8,6 +8,7 @@ Stable API (the trainer's learnability benchmark uses it):
     score_sample(video, masks, references) -> ToySampleScores
     reference_fidelity(video, mask, reference, reference_mask=None) -> float | None
     binding_accuracy(video, masks, references) -> float | None
+    lane_assignment_accuracy(video, masks, references) -> float | None
     motion(video) -> MotionScores
     load_toy_ground_truth(dataset_root, sample_id, frames=None, size=None) -> ToyGroundTruth
 
@@ -22,6 +23,12 @@ Definitions:
   similarity between the generated pixels inside that region and the reference's entity pixels.
 - binding_accuracy (two or more entities) = fraction of (entity, frame) pairs whose region is more similar
   to its own reference than to every other entity's reference.
+- lane_assignment_accuracy (exactly two entities) = fraction of frames in which the two entities' lanes
+  (the image rows each one covers and the other does not, across the full width) match their own
+  references better than the swapped pair: s(a, ref_a) + s(b, ref_b) > s(a, ref_b) + s(b, ref_a). It asks
+  only which appearance went to which lane, so it scores generated videos whose entities sit elsewhere
+  along their lane than the ground truth's, and the swapped-pair comparison cancels any bias of one
+  reference towards the shared background colours.
 - motion = mean absolute frame difference (in [0, 1]) and mean Farneback flow magnitude (pixels / frame).
 """
 
@@ -130,6 +137,30 @@ def binding_accuracy(
             own = sims.pop(w)
             correct += int(own > max(sims.values()))
             total += 1
+    return correct / total if total else None
+
+
+def lane_assignment_accuracy(
+    video: np.ndarray, masks: Mapping[str, np.ndarray], references: Mapping[str, Reference]
+) -> float | None:
+    """Fraction of frames whose two lanes prefer their own references to the swapped pair; None if unscorable."""
+    _check_video(video)
+    words = [w for w in masks if w in references]
+    if len(words) != 2:
+        return None
+    a, b = words
+    hist = {w: _reference_hist(references[w]) for w in words}
+    correct = total = 0
+    for t, frame in enumerate(video):
+        rows_a, rows_b = masks[a][t].any(axis=1), masks[b][t].any(axis=1)
+        lane_a, lane_b = rows_a & ~rows_b, rows_b & ~rows_a
+        if not lane_a.any() or not lane_b.any():
+            continue
+        pixels_a, pixels_b = frame[lane_a], frame[lane_b]
+        own = appearance_similarity(pixels_a, hist[a]) + appearance_similarity(pixels_b, hist[b])
+        swapped = appearance_similarity(pixels_a, hist[b]) + appearance_similarity(pixels_b, hist[a])
+        correct += int(own > swapped)
+        total += 1
     return correct / total if total else None
 
 

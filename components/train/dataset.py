@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from components.train.augment import augment_reference
 from components.train.config import AugmentConfig, DataConfig
 from components.train.sampler import ResumableSampler
+from model.generator import fit_square
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +182,8 @@ class ManifestDataset(Dataset):
         if not path.is_file():
             raise SampleError(f"reference image {path} does not exist")
         with Image.open(path) as im:
-            image = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-        image = square_resize(image, self.size.reference_size)
+            image = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+        image = fit_square(image.permute(2, 0, 1)[None], self.size.reference_size)[0].permute(1, 2, 0).numpy()
         if augment and self.augment is not None:
             image = augment_reference(image, self.augment, rng)
         return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
@@ -194,18 +195,6 @@ def entity_word(caption: str, entity: dict[str, Any]) -> str:
     if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(caption):
         return caption[start:end]
     return entity["word"]
-
-
-def square_resize(image: np.ndarray, side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    n = max(h, w)
-    fill = image[0, 0]
-    canvas = np.empty((n, n, 3), dtype=np.float32)
-    canvas[:] = fill
-    top, left = (n - h) // 2, (n - w) // 2
-    canvas[top : top + h, left : left + w] = image
-    interp = cv2.INTER_AREA if n > side else cv2.INTER_LINEAR
-    return cv2.resize(canvas, (side, side), interpolation=interp)
 
 
 def decode_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:

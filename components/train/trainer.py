@@ -107,6 +107,10 @@ def build_model(config: TrainConfig, stage: int, init_from: Path | None) -> torc
 
     if init_from is not None:
         model = VideoAlchemist.from_pretrained(init_from)
+        if stage == 2 and model.config.dit.word_binding != config.binding:
+            # Stage 1 never uses the binder, so one stage-1 result serves both arms of the binding ablation.
+            torch.manual_seed(config.seed)
+            model.rebuild_binder(word_binding=config.binding)
     else:
         if stage == 2:
             log.warning("stage 2 starts from random weights: no stage-1 result or --init-from was given")

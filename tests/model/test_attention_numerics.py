@@ -88,3 +88,27 @@ def test_wrong_latent_channels_fail_clearly():
     _, t, cond = dit_inputs()
     with pytest.raises(ValueError, match="latents have 3 channels; expected 12"):
         dit(torch.zeros(2, 3, 4, 8, 8), t, cond)
+
+
+def test_frame_position_lets_tokens_know_where_they_are():
+    """Identical tokens: with RoPE alone every token sees the same scene and gets the same output; with
+    frame positions the top row's output differs from the bottom row's in every frame."""
+    _, t, cond = dit_inputs()
+    flat = torch.ones(2, 12, 4, 8, 8)
+
+    def tokens(video: torch.Tensor) -> torch.Tensor:  # (B, T, H/2, W/2, C*2*2): one output row per token
+        return video.unflatten(3, (4, 2)).unflatten(5, (4, 2)).permute(0, 2, 3, 5, 1, 4, 6).flatten(4)
+
+    without = tokens(small_dit()(flat, t, cond))
+    torch.testing.assert_close(without, without[:, :1, :1, :1].expand_as(without))
+    with_position = tokens(small_dit(frame_position=True)(flat, t, cond))
+    assert (with_position[:, :, 0] - with_position[:, :, -1]).abs().amax(dim=-1).min() > 1e-3
+
+
+def test_frame_position_is_a_fraction_of_the_frame():
+    from model.rope import frame_position_embedding
+
+    coarse = frame_position_embedding((1, 2, 2), 32, torch.device("cpu")).reshape(2, 2, 32)
+    fine = frame_position_embedding((3, 6, 6), 32, torch.device("cpu")).reshape(3, 6, 6, 32)
+    torch.testing.assert_close(coarse[0, 1], fine[2, 1, 4])  # (0.25, 0.75) of the frame at both sizes
+    assert not torch.allclose(coarse[0, 0], coarse[1, 0])

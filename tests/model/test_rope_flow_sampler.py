@@ -75,6 +75,8 @@ def test_sampler_transports_noise_to_the_target_along_a_straight_path(method):
     noise = torch.tensor([[0.5, 0.5]])
     result = sample(velocity_fn, noise, steps=4, method=method)
     torch.testing.assert_close(result, target)
+    partly_noised = add_noise(target, noise, torch.tensor([0.4]))  # a solve may start part-way down the path
+    torch.testing.assert_close(sample(velocity_fn, partly_noised, steps=3, method=method, start=0.4), target)
 
 
 def test_sampler_feeds_back_the_previous_estimate():

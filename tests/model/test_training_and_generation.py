@@ -140,6 +140,27 @@ def test_bad_generation_requests_fail_clearly(generator, kwargs, message):
         generator.generate(**{"steps": 1, **kwargs})
 
 
+def test_a_source_clip_keeps_its_layout_below_strength_one(generator):
+    rng = np.random.default_rng(0)
+    source = np.zeros((8, 32, 32, 3), np.uint8)
+    source[:, 4:14, 6:20] = rng.integers(150, 255, 3, dtype=np.uint8)  # a bright block on black
+    refs = {"cat": [uint8_image(1)]}
+
+    def distance(strength: float) -> float:
+        video = generator.generate("a cat", refs, steps=4, seed=3, source_video=source, strength=strength)
+        return float(np.abs(video.astype(int) - source.astype(int)).mean())
+
+    assert distance(0.1) < distance(0.5) < distance(1.0)
+    ignored = generator.generate("a cat", refs, steps=4, seed=3, source_video=source, strength=1.0)
+    np.testing.assert_array_equal(ignored, generator.generate("a cat", refs, steps=4, seed=3))
+    with pytest.raises(ValueError, match="needs a source_video"):
+        generator.generate("a cat", refs, steps=2, strength=0.5)
+    with pytest.raises(ValueError, match="expected the output size 8x32x32"):
+        generator.generate("a cat", refs, steps=2, source_video=source[:4], strength=0.5)
+    with pytest.raises(ValueError, match=r"strength=0.0 must be in \(0, 1\]"):
+        generator.generate("a cat", refs, steps=2, source_video=source, strength=0.0)
+
+
 def test_missing_word_is_its_own_error(generator):
     with pytest.raises(EntityWordNotFoundError):
         generator.generate("a cat", {"dog": [uint8_image(1)]}, steps=1)

@@ -74,3 +74,24 @@ def test_generated_folder_ground_truth_and_stable_words(tmp_path):
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="even"):
         EmbeddedConfig(height=63)
+    with pytest.raises(ValueError, match="pairing"):
+        EmbeddedConfig(pairing="pairs")  # type: ignore[arg-type]
+
+
+def _casts(config: EmbeddedConfig, n: int = 80) -> list[list[str]]:
+    plans = [plan_sample(np.random.default_rng([3, i]), config) for i in range(n)]
+    return [[IDENTITIES[e.identity].kind for e in plan.entities] for plan in plans if len(plan.entities) == 2]
+
+
+def test_pairing_any_draws_two_distinct_identities_of_either_kind():
+    default = _casts(EmbeddedConfig(two_entity_prob=1.0))
+    assert all(sorted(kinds) == ["object", "subject"] for kinds in default)
+    config = EmbeddedConfig(two_entity_prob=1.0, cross_prob=0.0, pairing="any")
+    plans = [plan_sample(np.random.default_rng([3, i]), config) for i in range(80)]
+    assert all(len({e.identity for e in plan.entities}) == 2 for plan in plans)
+    kinds = {tuple(sorted(k)) for k in _casts(config)}
+    assert kinds == {("object", "object"), ("object", "subject"), ("subject", "subject")}
+    # No crossing: the two entities keep to separate lanes (mean heights apart).
+    for plan in plans:
+        upper, lower = sorted(float(e.centers[:, 1].mean()) for e in plan.entities)
+        assert lower - upper > 0.25 * config.height

@@ -8,6 +8,7 @@ import pytest
 
 from components.evaluate.toyworld import (
     binding_accuracy,
+    lane_assignment_accuracy,
     motion,
     reference_fidelity,
     resample_masks,
@@ -46,6 +47,19 @@ def test_correct_world_scores_high_and_swapped_world_fails_binding():
     bad = score_sample(swapped_video, masks, refs)
     assert bad.binding_accuracy == 0.0 and max(bad.reference_fidelity.values()) < 0.5
     assert good.motion.frame_difference > 0
+
+
+def test_lane_assignment_scores_which_appearance_went_to_which_lane_wherever_along_it():
+    video, masks, refs = _world()
+    swapped, _, _ = _world(swap=True)
+    # Rolled sideways (the background is uniform): entities leave their ground-truth masks, not their lanes.
+    assert lane_assignment_accuracy(video, masks, refs) == 1.0
+    assert lane_assignment_accuracy(np.roll(video, 16, axis=2), masks, refs) == 1.0
+    assert lane_assignment_accuracy(swapped, masks, refs) == 0.0
+    assert lane_assignment_accuracy(np.roll(swapped, 16, axis=2), masks, refs) == 0.0
+    assert lane_assignment_accuracy(video, {"cat": masks["cat"]}, refs) is None  # one entity: no pair
+    grey = np.full_like(video, 128)  # nothing drawn: no lane prefers either reference
+    assert lane_assignment_accuracy(grey, masks, refs) == 0.0
 
 
 def test_edge_cases_are_explicit():

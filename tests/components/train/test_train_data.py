@@ -152,3 +152,37 @@ def test_deepspeed_config_auto_fields_and_contradictions(tmp_path: Path) -> None
         TrainConfig(stage="3")
     with pytest.raises(TrainConfigError, match="p_flip=1.5"):
         AugmentConfig(p_flip=1.5)
+
+
+def test_training_and_inference_prepare_a_reference_the_same_way(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from model.generator import stack_images
+
+    crop = np.zeros((12, 30, 3), np.uint8)  # a wide red entity on black, as the miner writes crops
+    crop[2:10, 4:26, 0] = 200
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    dataset = ManifestDataset.__new__(ManifestDataset)
+    dataset.root, dataset.size, dataset.augment = tmp_path, SIZE, None
+    trained = dataset.reference("crop.png", np.random.default_rng(0), augment=False)
+    served = stack_images([crop], "crop", SIZE.reference_size)[0]
+    torch.testing.assert_close(trained, served, atol=1 / 255, rtol=0)
+    # Padded to a square, not stretched: the top and bottom rows are the corner colour.
+    assert trained[0, :5].max() == 0 and trained[0, 11:13, 8:16].min() > 0.75
+
+
+def test_stage2_ablation_without_binding_starts_from_a_stage1_result_with_binding(tmp_path: Path) -> None:
+    from components.train.trainer import build_model
+    from model.alchemist import VideoAlchemist
+    from model.config import tiny
+
+    stage1 = VideoAlchemist(tiny())
+    stage1.set_stage(1)
+    stage1.save_pretrained(tmp_path / "stage1")
+    config = TrainConfig(out=tmp_path / "out", binding=False, init_from=tmp_path / "stage1")
+    model = build_model(config, stage=2, init_from=tmp_path / "stage1")
+    assert model.config.dit.word_binding is False and not model.binder.bind
+    assert not hasattr(model.binder, "binding_proj")
+    for name, value in stage1.dit.state_dict().items():  # the denoiser is stage 1's, unchanged
+        torch.testing.assert_close(model.dit.state_dict()[name], value)
+    assert all(p.requires_grad for p in model.binder.parameters())
