@@ -65,10 +65,8 @@ MIN_LANE_GAP = 0.12  # fraction of the frame height between two entities' mean h
 ENTITY_SIZE = (0.34, 0.42)  # one size range for every identity: size must not say who is who
 # The benchmark's own embedded world: every clip has two identities of any kind, equally sized, in separate
 # lanes. With the default world (one subject and one object, subjects larger) a model can tell which
-# reference belongs where from size and kind alone and never needs the words.
-# The dark deep-space backdrop keeps the loss about the entities: on the textured backdrops (grass, gravel,
-# brick) most of the per-pixel loss is texture the model cannot predict, and at this budget its gradient noise
-# drowned the binding signal (denoising binding 0.51 there against 0.68 on deep space, 800 stage-2 steps).
+# reference belongs where from size and kind alone and never needs the words. `--backdrops all` adds the
+# textured backdrops (grass, gravel, brick) to deep space.
 WORLD = EmbeddedConfig(
     two_entity_prob=1.0,
     cross_prob=0.0,
@@ -77,8 +75,9 @@ WORLD = EmbeddedConfig(
     object_size=ENTITY_SIZE,
     backdrops=("hubble",),
 )
-PROBE_TIMES = (0.25, 0.5, 0.75)
-EXPERIMENT = "video-alchemist-learns-personalization"  # noise levels of the denoising binding probe
+BACKDROP_SETS = {"space": ("hubble",), "all": None}
+PROBE_TIMES = (0.25, 0.5, 0.75)  # noise levels of the denoising binding probe
+EXPERIMENT = "video-alchemist-learns-personalization"
 
 
 @dataclass
@@ -94,17 +93,17 @@ class EvalSample:
 
 
 # ----------------------------------------------------------------------------- data
-def ensure_dataset(embedded: Path, mined: Path, samples: int) -> None:
+def ensure_dataset(embedded: Path, mined: Path, samples: int, world: EmbeddedConfig) -> None:
     from components.embedded import generate_embedded_dataset
     from components.mine.config import MinerConfig
     from components.mine.run import mine_dataset
 
     if not (embedded / "ground_truth" / "ground_truth.parquet").is_file():
-        generate_embedded_dataset(embedded, samples=samples, seed=0, config=WORLD)
+        generate_embedded_dataset(embedded, samples=samples, seed=0, config=world)
     made_with = json.loads((embedded / "ground_truth" / "embedded.json").read_text())["config"]
-    if made_with != json.loads(json.dumps(dataclasses.asdict(WORLD))):
+    if made_with != json.loads(json.dumps(dataclasses.asdict(world))):
         raise SystemExit(
-            f"{embedded} was generated with {made_with}, not this benchmark's world {WORLD}; "
+            f"{embedded} was generated with {made_with}, not this benchmark's world {world}; "
             "pass another --embedded/--mined folder or delete it"
         )
     if not (mined / "manifest.parquet").is_file():
@@ -433,16 +432,17 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        "--backdrops", choices=sorted(BACKDROP_SETS), default="space", help="backdrops of the generated world"
+    )
+    parser.add_argument(
         "--embedded",
         type=Path,
-        default=Path("work/bench/embedded-space"),
-        help="embedded dataset folder (made if missing)",
+        help="embedded dataset folder, made if missing (default work/bench/embedded-<backdrops>)",
     )
     parser.add_argument(
         "--mined",
         type=Path,
-        default=Path("work/bench/mined-space-gt"),
-        help="mined dataset folder (mined if missing)",
+        help="mined dataset folder, mined if missing (default work/bench/mined-<backdrops>-gt)",
     )
     parser.add_argument(
         "--samples", type=int, default=480, help="clips to generate when the dataset is missing"
@@ -481,7 +481,10 @@ def main(argv: list[str] | None = None) -> int:
 
     video = preset(args.preset).video
     started = time.perf_counter()
-    ensure_dataset(args.embedded, args.mined, args.samples)
+    world = dataclasses.replace(WORLD, backdrops=BACKDROP_SETS[args.backdrops])
+    args.embedded = args.embedded or Path(f"work/bench/embedded-{args.backdrops}")
+    args.mined = args.mined or Path(f"work/bench/mined-{args.backdrops}-gt")
+    ensure_dataset(args.embedded, args.mined, args.samples, world)
     manifest, evals = build_role_dataset(
         args.embedded, args.mined, args.out / "roles", video.frames, args.size
     )
@@ -526,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "device": "cpu",
         "preset": args.preset,
-        "world": dataclasses.asdict(WORLD),
+        "world": dataclasses.asdict(world),
         "random_weight_encoders": random_weight_encoders(with_binding),
         "conditions": conditions,
         **verdict_of(conditions),
