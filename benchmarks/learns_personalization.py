@@ -46,7 +46,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -355,7 +354,7 @@ def denoising_binding(model_dir: Path, samples: list[EvalSample], args: argparse
     """
     from components.train.trainer import load_trained
     from model.flow import add_noise, velocity_target
-    from model.generator import Generator
+    from model.generator import GenerationRequest, Generator
 
     generator = Generator(load_trained(model_dir, use_ema=True), device="cpu")
     model, wins = generator.model, []
@@ -368,14 +367,11 @@ def denoising_binding(model_dir: Path, samples: list[EvalSample], args: argparse
         pairings = [refs, {"upper": lower, "lower": upper}]
         conditions = [
             model.condition(
-                [sample.caption],
-                [generator.references_to_entities(pairing)],
-                [None if sample.background is None else stack_background(generator, sample.background)],
+                *generator.model_inputs([GenerationRequest(sample.caption, pairing, sample.background)])
             )
             for pairing in pairings
         ]
-        video = torch.from_numpy(sample.video).permute(3, 0, 1, 2)[None].float() / 127.5 - 1.0
-        x0 = model.vae.encode(video)
+        x0 = generator.source_latents(sample.video, *sample.video.shape[:3])[None]
         for t in PROBE_TIMES:
             noise = torch.randn(x0.shape, generator=noise_source)
             tt = torch.tensor([t])
@@ -395,12 +391,6 @@ def wilson_interval(p: float, n: int, z: float = 1.96) -> list[float]:
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return [float(centre - half), float(centre + half)]
-
-
-def stack_background(generator: Any, background: np.ndarray) -> torch.Tensor:
-    from model.generator import stack_images
-
-    return stack_images([background], "background", generator.config.image.image_size)
 
 
 def log_to_mlflow(args: argparse.Namespace, report: dict) -> str:

@@ -112,6 +112,25 @@ class Generator:
             entities.append(EntityReference(word, tensor.to(self.device)))
         return entities
 
+    def model_inputs(
+        self, requests: Sequence[GenerationRequest]
+    ) -> tuple[list[str], list[list[EntityReference]], list[torch.Tensor | None]]:
+        """Checked prompts, entity references and backgrounds of the requests, as `model.condition` takes them."""
+        for request in requests:
+            if not isinstance(request.prompt, str) or not request.prompt.strip():
+                raise ValueError("prompt must be a non-empty string")
+        size = self.config.image.image_size
+        return (
+            [r.prompt for r in requests],
+            [self.references_to_entities(r.references or {}) for r in requests],
+            [
+                None
+                if r.background is None
+                else stack_images([r.background], "background", size).to(self.device)
+                for r in requests
+            ],
+        )
+
     def source_latents(self, video: np.ndarray | None, frames: int, height: int, width: int) -> torch.Tensor:
         """A uint8 (T, H, W, 3) clip of the output's size -> its latents (C, t, h, w)."""
         if (
@@ -188,16 +207,7 @@ class Generator:
             width or video_cfg.width,
         )
         self.config.check_video_size(frames, height, width)
-        for request in requests:
-            if not isinstance(request.prompt, str) or not request.prompt.strip():
-                raise ValueError("prompt must be a non-empty string")
-        prompts = [r.prompt for r in requests]
-        entities = [self.references_to_entities(r.references or {}) for r in requests]
-        size = self.config.image.image_size
-        backgrounds = [
-            None if r.background is None else stack_images([r.background], "background", size).to(self.device)
-            for r in requests
-        ]
+        prompts, entities, backgrounds = self.model_inputs(requests)
 
         model, batch = self.model, len(requests)
         yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
