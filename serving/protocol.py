@@ -2,8 +2,9 @@
 
 Shared by the Triton backend (which validates every request before it touches the model), the
 export step (which writes the limits into `config.pbtxt`) and the client SDK (which builds the
-tensors). It imports numpy and PIL (and, lazily, the model's own entity-word matcher), so the exported
-repository carries a copy of it next to its copy of `model/`.
+tensors and checks that every value fits its wire dtype). It imports numpy and `model.images` (and,
+lazily, the model's own entity-word matcher), so the exported repository carries a copy of it next to
+its copy of `model/`.
 
 Every tensor carries Triton's leading batch dimension; a request holds exactly one generation, and
 the server's dynamic batcher groups requests itself.
@@ -25,12 +26,12 @@ the server's dynamic batcher groups requests itself.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from model.images import ImageDecodeError, decode_rgb8
 
 PROMPT = "PROMPT"
 ENTITY_WORDS = "ENTITY_WORDS"
@@ -65,7 +66,7 @@ OUTPUTS: dict[str, tuple[str, list[int]]] = {
     MP4: ("TYPE_STRING", [1]),
 }
 
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
+WIRE_DTYPES = {"INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64), "FP32": np.dtype(np.float32)}
 
 
 class InvalidRequestError(ValueError):
@@ -125,30 +126,39 @@ class GenerationRequest:
 
 
 def decode_image(data: bytes, limits: ServingLimits, what: str) -> np.ndarray:
-    """Encoded image -> uint8 [H, W, 3]; the size limit is enforced from the header, before decoding."""
-    if not data:
-        raise InvalidRequestError(f"{what} is empty; expected an encoded {'/'.join(IMAGE_FORMATS)} image")
+    """Encoded image -> uint8 [H, W, 3] by the shared decoder; byte and pixel limits come before decoding."""
     if len(data) > limits.max_image_bytes:
         raise InvalidRequestError(f"{what} is {len(data)} bytes; the limit is {limits.max_image_bytes} bytes")
     try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:  # reads the header only
-            width, height = image.size
-            if width * height > limits.max_image_pixels:
-                raise InvalidRequestError(
-                    f"{what} is {width}x{height} = {width * height} pixels; "
-                    f"the limit is {limits.max_image_pixels} pixels"
-                )
-            return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except InvalidRequestError:
-        raise
-    except Image.DecompressionBombError as exc:  # PIL's own header check, for sizes far past ours
-        raise InvalidRequestError(
-            f"{what} declares more than {limits.max_image_pixels} pixels in its header ({exc})"
-        ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InvalidRequestError(
-            f"{what} could not be decoded as {'/'.join(IMAGE_FORMATS)} ({type(exc).__name__}: {exc})"
-        ) from exc
+        return decode_rgb8(data, what, limits.max_image_pixels)
+    except ImageDecodeError as exc:
+        raise InvalidRequestError(str(exc)) from exc
+
+
+def check_tensors(inputs: dict[str, np.ndarray | None]) -> None:
+    """Every tensor has its wire dtype and shape: Triton checks this against config.pbtxt, but the
+    parser is the contract, so a value that does not fit its type is refused here for any caller too."""
+    for name, value in inputs.items():
+        if name not in INPUTS:
+            raise InvalidRequestError(f"unknown input {name!r}; expected some of {sorted(INPUTS)}")
+        if value is None:
+            continue
+        _, dtype, dims, _ = INPUTS[name]
+        if not isinstance(value, np.ndarray):
+            raise InvalidRequestError(f"{name} must be an array; got {type(value).__name__}")
+        if value.ndim != 1 + len(dims) or any(d != -1 and d != n for d, n in zip(dims, value.shape[1:])):
+            shape = ", ".join("N" if d == -1 else str(d) for d in dims)
+            raise InvalidRequestError(f"{name} has shape {list(value.shape)}; expected [batch, {shape}]")
+        if value.shape[0] != 1:
+            raise InvalidRequestError(
+                f"{name} has batch size {value.shape[0]}; send one generation per request "
+                f"(batch size 1), the server batches requests itself"
+            )
+        if dtype == "BYTES":
+            if value.dtype.kind not in "OS" or not all(isinstance(v, bytes) for v in value.reshape(-1)):
+                raise InvalidRequestError(f"{name} must hold bytes (BYTES); got {value.dtype}")
+        elif value.dtype != WIRE_DTYPES[dtype]:
+            raise InvalidRequestError(f"{name} must be {dtype}; got {value.dtype}")
 
 
 def _single(inputs: dict[str, np.ndarray | None], name: str, default):
@@ -181,12 +191,7 @@ def _text(item: bytes | str, name: str) -> str:
 
 def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -> GenerationRequest:
     """Validate raw input tensors (name -> array with batch dim, None when absent) into a request."""
-    for name, value in inputs.items():
-        if value is not None and (value.ndim < 1 or value.shape[0] != 1):
-            raise InvalidRequestError(
-                f"{name} has batch size {value.shape[0] if value.ndim else 0}; send one generation per request "
-                f"(batch size 1), the server batches requests itself"
-            )
+    check_tensors(inputs)
     prompt_array = _row(inputs, PROMPT)
     if prompt_array is None or prompt_array.size != 1:
         raise InvalidRequestError(f"{PROMPT} must hold exactly one string")

@@ -63,7 +63,7 @@ def test_plural_of_entity_word_counts_as_present(make_png):
             lambda png, bomb: request(refs=([b"dog"], [png()] * 2, [1])),
             "sums to 1 but REFERENCE_IMAGES holds 2",
         ),
-        (lambda png, bomb: request(refs=([b"dog"], [b"not an image"], [1])), "could not be decoded"),
+        (lambda png, bomb: request(refs=([b"dog"], [b"not an image"], [1])), "is not a PNG/JPEG/WEBP image"),
         (lambda png, bomb: request(refs=([b"dog"], [b""], [1])), "is empty"),
         (
             lambda png, bomb: request(refs=([b"dog"], [png(101, 100)], [1])),
@@ -109,3 +109,39 @@ def test_mp4_holds_every_frame():
     decoded = decode_mp4(encode_mp4(video, fps=8))
     assert decoded.shape == video.shape
     assert np.abs(decoded.astype(int) - 90).max() <= 2
+
+
+def test_sixteen_bit_reference_keeps_its_tones():
+    """A 16-bit greyscale PNG used to come back 99.7% white (Pillow clips 16-bit values to 255)."""
+    import io
+
+    from PIL import Image
+
+    tones = np.linspace(0, 255, 40 * 48).reshape(40, 48).round().astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(tones * 257).save(buffer, format="PNG")
+    parsed = P.parse_request(request(b"a dog", refs=([b"dog"], [buffer.getvalue()], [1])), LIMITS)
+    np.testing.assert_array_equal(parsed.references["dog"][0], np.repeat(tones[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "expected"),
+    [
+        (P.FRAMES, np.array([[8]], dtype=np.int64), "FRAMES must be INT32; got int64"),
+        (P.FRAMES, np.array([[8.7]], dtype=np.float32), "FRAMES must be INT32; got float32"),
+        (P.SEED, np.array([[1]], dtype=np.uint64), "SEED must be INT64; got uint64"),
+        (P.GUIDANCE, np.array([[4.0]], dtype=np.float64), "GUIDANCE must be FP32; got float64"),
+        (P.STEPS, np.array([[1, 2]], dtype=np.int32), r"STEPS has shape \[1, 2\]; expected \[batch, 1\]"),
+        (P.STEPS, np.array([1], dtype=np.int32), r"STEPS has shape \[1\]; expected \[batch, 1\]"),
+        (P.REFERENCE_IMAGES, np.array([[5]], dtype=np.object_), "REFERENCE_IMAGES must hold bytes"),
+        ("EXTRA", np.array([[1]], dtype=np.int32), "unknown input 'EXTRA'"),
+    ],
+)
+def test_a_tensor_of_the_wrong_dtype_or_shape_is_refused_not_cast(name, array, expected):
+    """int(8.7) would silently run 8 frames; bytes(5) would be five zero bytes."""
+    inputs = request()
+    inputs[name] = array
+    if name == P.REFERENCE_IMAGES:
+        inputs |= {P.ENTITY_WORDS: strings(b"dog"), P.REFERENCE_COUNTS: np.array([[1]], dtype=np.int32)}
+    with pytest.raises(P.InvalidRequestError, match=expected):
+        P.parse_request(inputs, LIMITS)
