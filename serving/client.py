@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from model.images import ImageDecodeError, decode_rgb8, to_rgb8
 from serving import protocol as P
 from serving.media import encode_png
 
@@ -44,6 +46,11 @@ class ServerRejectedError(ClientError, ValueError):
         self.status = status
 
 
+class InvalidInputError(ClientError, ValueError):
+    """The client refused an input before sending anything: an image that does not decode, a value
+    that does not fit its wire dtype, text that is not valid Unicode."""
+
+
 class ServerUnavailableError(ClientError):
     """The server could not be reached or stayed unavailable through every retry."""
 
@@ -66,17 +73,49 @@ class GeneratedVideo:
 
 
 def image_bytes(image: ImageLike, what: str) -> bytes:
-    """Path -> its file bytes as-is (the server decodes); array/PIL -> PNG (lossless)."""
-    if isinstance(image, bytes):
-        return image
+    """Path or bytes -> the encoded bytes as they are, once they decode here (errors name the file);
+    array/PIL -> PNG of its 8-bit RGB pixels (lossless, so the server sees the exact pixels)."""
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{what}: no image file at {path}")
-        return path.read_bytes()
-    if isinstance(image, (np.ndarray, Image.Image)):
+        data, what = path.read_bytes(), f"{what} ({path})"
+    elif isinstance(image, bytes):
+        data = image
+    elif isinstance(image, Image.Image):
+        return encode_png(to_rgb8(image, what))
+    elif isinstance(image, np.ndarray):
         return encode_png(image)
-    raise TypeError(f"{what}: expected a path, bytes, uint8 array or PIL image; got {type(image).__name__}")
+    else:
+        raise TypeError(
+            f"{what}: expected a path, bytes, uint8 array or PIL image; got {type(image).__name__}"
+        )
+    try:
+        decode_rgb8(data, what)
+    except ImageDecodeError as exc:
+        raise InvalidInputError(str(exc)) from exc
+    return data
+
+
+def wire_array(name: str, value: object) -> np.ndarray:
+    """`value` as a one-element array of `name`'s wire dtype; a value the dtype cannot hold exactly
+    (numpy would wrap 4294967297 to 1) is refused before anything is sent, named as it was given."""
+    _, dtype, _, _ = P.INPUTS[name]
+    wire = P.WIRE_DTYPES[dtype]
+    if wire.kind == "f":
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidInputError(f"{name.lower()}={value!r} must be a number")
+        if math.isfinite(value) and abs(value) > np.finfo(wire).max:
+            raise InvalidInputError(
+                f"{name.lower()}={value!r} does not fit {dtype} (at most {np.finfo(wire).max:.4g})"
+            )
+        return np.array([value], dtype=wire)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidInputError(f"{name.lower()}={value!r} must be a whole number")
+    bounds = np.iinfo(wire)
+    if not bounds.min <= value <= bounds.max:
+        raise InvalidInputError(f"{name.lower()}={value} does not fit {dtype} ({bounds.min} to {bounds.max})")
+    return np.array([value], dtype=wire)
 
 
 class AlchemistClient:
@@ -137,12 +176,12 @@ class AlchemistClient:
         seed: int = 0,
     ) -> list:
         """Request tensors; omitted options fall back to the server's defaults."""
-        arrays: dict[str, np.ndarray] = {P.PROMPT: np.array([prompt.encode("utf-8")], dtype=np.object_)}
+        arrays: dict[str, np.ndarray] = {P.PROMPT: np.array([_utf8(prompt, "prompt")], dtype=np.object_)}
         if references:
             words, images, counts = [], [], []
             for word, refs in references.items():
                 refs = list(refs) if isinstance(refs, (list, tuple)) else [refs]
-                words.append(word.encode("utf-8"))
+                words.append(_utf8(word, f"entity word {word!r}"))
                 counts.append(len(refs))
                 images += [image_bytes(r, f"reference {i} of {word!r}") for i, r in enumerate(refs)]
             arrays[P.ENTITY_WORDS] = np.array(words, dtype=np.object_)
@@ -150,18 +189,17 @@ class AlchemistClient:
             arrays[P.REFERENCE_COUNTS] = np.array(counts, dtype=np.int32)
         if background is not None:
             arrays[P.BACKGROUND] = np.array([image_bytes(background, "background")], dtype=np.object_)
-        scalars = {P.FRAMES: frames, P.HEIGHT: height, P.WIDTH: width, P.STEPS: steps}
-        for name, value in scalars.items():
+        scalars = {P.FRAMES: frames, P.HEIGHT: height, P.WIDTH: width, P.STEPS: steps, P.GUIDANCE: guidance}
+        for name, value in {**scalars, P.SEED: seed}.items():
             if value is not None:
-                arrays[name] = np.array([value], dtype=np.int32)
-        if guidance is not None:
-            arrays[P.GUIDANCE] = np.array([guidance], dtype=np.float32)
-        arrays[P.SEED] = np.array([seed], dtype=np.int64)
+                arrays[name] = wire_array(name, value)
         return [self._tensor(name, array) for name, array in arrays.items()]
 
     # calls -------------------------------------------------------------------------------
     def infer(self, inputs: list, outputs: tuple[str, ...] = tuple(P.OUTPUTS)):
         """Send prepared tensors; retry while the server is unavailable, map errors to SDK errors."""
+        from http.client import HTTPException
+
         from tritonclient.utils import InferenceServerException
 
         if self.protocol == "http":
@@ -188,6 +226,11 @@ class AlchemistClient:
                 if status == "StatusCode.DEADLINE_EXCEEDED":
                     raise ServerError(f"no answer within {self.timeout_s} s: {exc.message()}") from exc
                 raise ServerError(f"server failed ({status}): {exc.message() or exc}") from exc
+            except HTTPException as exc:  # e.g. geventhttpclient's HTTPParseError: an answer that is not HTTP
+                raise ClientError(
+                    f"{self.url} does not speak HTTP on that port ({type(exc).__name__}: {exc}); "
+                    "is it the gRPC port? Use protocol 'grpc' there, or the server's HTTP port"
+                ) from exc
             except TimeoutError as exc:  # a slow generation is not a reason to start it again
                 raise ServerError(f"no answer within {self.timeout_s} s from {self.url}") from exc
             except (ConnectionError, OSError) as exc:
@@ -230,3 +273,10 @@ def _looks_unreachable(exc: Exception) -> bool:
     return any(
         s in text for s in ("connection refused", "failed to connect", "unavailable", "connect failed")
     )
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a badly decoded file name
+        raise InvalidInputError(f"{what} is not valid Unicode text ({exc.reason} at {exc.start})") from exc
