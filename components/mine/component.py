@@ -24,14 +24,17 @@ def plan_shards(data: str, captions: str, num_shards: int) -> List[str]:  # noqa
     from pathlib import Path
 
     from components.mine.captions import load_captions
+    from components.mine.run import caption_reject
     from components.storage import S3Uri, is_s3, materialize, s3_client
 
     if num_shards < 1:
         raise ValueError(f"num_shards={num_shards} must be >= 1")
     captions_uri = captions or f"{data.rstrip('/')}/captions.jsonl"
-    records = load_captions(materialize(captions_uri))
+    loaded = load_captions(materialize(captions_uri), name=captions_uri)
+    records = loaded.records
+    refused = [caption_reject(problem, captions_uri) for problem in loaded.problems]
     if not records:
-        raise ValueError(f"captions file {captions_uri} lists no videos")
+        raise ValueError(f"captions file {captions_uri} lists no video that can be mined: {refused[:3]}")
     if is_s3(data):
         location = S3Uri.parse(data.rstrip("/") + "/")
         pages = (
@@ -56,11 +59,12 @@ def plan_shards(data: str, captions: str, num_shards: int) -> List[str]:  # noqa
                     "index": index,
                     "records": [{"file": r.file, "caption": r.caption} for r in part],
                     "inputs": {r.file: stamps.get(r.file) for r in part},
+                    "rejects": refused if index == 0 else [],  # caption records refused here, reported once
                 },
                 sort_keys=True,
             )
         )
-    print(f"{len(records)} captioned videos in {count} shards")
+    print(f"{len(records)} captioned videos in {count} shards; {len(refused)} caption records refused")
     return shards
 
 
@@ -77,7 +81,9 @@ def mine_shard(data: str, shard: str, miner: dict, dataset: Output[Dataset]):
     with tempfile.TemporaryDirectory() as tmp:
         captions = Path(tmp) / "captions.jsonl"
         captions.write_text("".join(json.dumps(r) + "\n" for r in spec["records"]))
-        summary = mine_dataset(data, str(captions), dataset.path, MinerConfig(**miner))
+        summary = mine_dataset(
+            data, str(captions), dataset.path, MinerConfig(**miner), caption_rejects=spec.get("rejects")
+        )
     dataset.metadata.update(shard=spec["index"], samples=summary.samples, rejected=summary.rejected)
     print(f"shard {spec['index']}: {summary.samples} samples, {summary.rejected} rejected")
 

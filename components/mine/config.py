@@ -22,7 +22,8 @@ class MinerConfig:
       `text_threshold`, `mask_score_threshold` (SAM's predicted IoU); `motion_threshold` (colour difference
       to the background model, 0-255), `min_area` / `max_area` (mask area as a fraction of the frame).
     - clip: `clip_frames` frames taken every `frame_stride` source frames from the middle of the video;
-      frames are resized so the longest side is at most `max_side`.
+      frames are resized so the longest side is at most `max_side`. Videos whose long side is more than
+      `max_aspect` times the short one, or whose mined short side is under `min_side` pixels, are rejected.
     - references: `references_per_entity` crops from frames outside the clip, box grown by `reference_margin`.
     - background: union of foreground masks dilated by `background_dilation` (fraction of the longer side),
       filled by `inpaint` ("opencv": cv2.inpaint; "temporal": median of the other segmented frames first,
@@ -53,6 +54,8 @@ class MinerConfig:
     clip_frames: int = 16
     frame_stride: int = 1
     max_side: int = 512
+    min_side: int = 16  # the validator's smallest width or height (ValidationConfig.min_size)
+    max_aspect: float = 4.0
     references_per_entity: int = 3
     reference_margin: float = 0.1
     background_dilation: float = 0.03
@@ -98,6 +101,11 @@ class MinerConfig:
         if self.clip_frames < 3:
             raise ValueError(
                 f"clip_frames={self.clip_frames} must be >= 3 (first, middle and last keyframes)"
+            )
+        if not 2 <= self.min_side <= self.max_side or not self.max_aspect >= 1:
+            raise ValueError(
+                f"need 2 <= min_side ({self.min_side}) <= max_side ({self.max_side}) and "
+                f"max_aspect ({self.max_aspect}) >= 1"
             )
         if not 0 <= self.min_area < self.max_area <= 1:
             raise ValueError(f"need 0 <= min_area ({self.min_area}) < max_area ({self.max_area}) <= 1")

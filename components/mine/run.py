@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from components.mine.backends import build_extractor, build_fill, build_segmenter
-from components.mine.captions import load_captions
+from components.mine.captions import CaptionProblem, load_captions
 from components.mine.config import MinerConfig
 from components.mine.sample import SampleInput, SampleRejected, mine_sample
 from components.mine.schema import MANIFEST, REJECTS, write_table
@@ -48,19 +48,25 @@ class MiningSummary:
 
 
 def mine_dataset(
-    videos: str, captions: str, out: str, config: MinerConfig | None = None, progress: bool = True
+    videos: str,
+    captions: str,
+    out: str,
+    config: MinerConfig | None = None,
+    progress: bool = True,
+    caption_rejects: list[dict] | None = None,
 ) -> MiningSummary:
     """Mine the captioned videos in `videos` (a folder or s3:// prefix) into the dataset folder `out`.
 
     `captions` (a path or s3:// URI) is a JSONL or CSV of `file, caption` (file relative to `videos`) or an
-    MSR-VTT annotation JSON.
+    MSR-VTT annotation JSON; its unreadable records go to rejects (stage "captions"), as do
+    `caption_rejects` (rows of `caption_reject`) found by an earlier step that read the file.
     """
     config = config or MinerConfig()
     started = time.perf_counter()
     videos_dir = _materialize(videos)
     root = Path(out)
     (root / "shards").mkdir(parents=True, exist_ok=True)
-    items = _inputs(videos, videos_dir, captions)
+    items, refused = _inputs(videos, videos_dir, captions)
     shards = [items[i : i + config.shard_size] for i in range(0, len(items), config.shard_size)]
     todo, skipped = [], 0
     for index, shard in enumerate(shards):
@@ -69,7 +75,7 @@ def mine_dataset(
         else:
             todo.append(index)
     bar = tqdm(total=sum(len(shards[i]) for i in todo), desc="mining", unit="clip", disable=not progress)
-    crashed: list[dict] = []
+    crashed: list[dict] = refused + list(caption_rejects or [])
     if config.workers == 1 or len(todo) <= 1:
         for index in todo:
             _mine_shard(index, shards[index], config, root, bar.update)
@@ -105,17 +111,26 @@ def _materialize(uri: str, folder: bool = True) -> Path:
     return path
 
 
-def _inputs(videos: str, videos_dir: Path, captions: str) -> list[SampleInput]:
-    records = load_captions(_materialize(captions, folder=False))
-    counts: dict[str, int] = {}
+def _inputs(videos: str, videos_dir: Path, captions: str) -> tuple[list[SampleInput], list[dict]]:
+    """Samples to mine, and reject rows for the caption records that cannot be mined."""
+    loaded = load_captions(_materialize(captions, folder=False), name=str(captions))
+    used: set[str] = set()
     items = []
-    for record in records:
+    for record in loaded.records:
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(record.file).with_suffix("").as_posix())
-        counts[stem] = counts.get(stem, 0) + 1
-        sample_id = stem if counts[stem] == 1 else f"{stem}-{counts[stem] - 1}"
+        sample_id, copy = stem, 0
+        while sample_id in used:  # "a b.mp4", "a_b.mp4" and "a_b-1.mp4" must not share a media folder
+            copy += 1
+            sample_id = f"{stem}-{copy}"
+        used.add(sample_id)
         source = f"{str(videos).rstrip('/')}/{record.file}"
         items.append(SampleInput(sample_id, videos_dir / record.file, record.caption, source))
-    return items
+    return items, [caption_reject(problem, str(captions)) for problem in loaded.problems]
+
+
+def caption_reject(problem: CaptionProblem, captions: str) -> dict:
+    """The rejects row of a caption record that cannot be mined; its id is where it is in the file."""
+    return {"sample_id": problem.where, "source": captions, "stage": "captions", "reason": problem.reason}
 
 
 def _fingerprint(shard: list[SampleInput], config: MinerConfig) -> str:
@@ -174,6 +189,9 @@ def _mine_shard(
 
 
 def _reject(item: SampleInput, stage: str, reason: str) -> dict:
+    """Every reason names its file: the video's, unless the reason already names it."""
+    if item.source not in reason and str(item.video_path) not in reason:
+        reason = f"{item.source}: {reason}"
     return {"sample_id": item.sample_id, "source": item.source, "stage": stage, "reason": reason}
 
 

@@ -26,7 +26,7 @@ from components.mine.segment import (
     SegmentRequest,
     detection_from_mask,
 )
-from components.mine.video import VideoError, read_video, write_video
+from components.mine.video import Video, VideoError, read_video, write_video
 
 
 class SampleRejected(Exception):
@@ -100,6 +100,7 @@ def mine_sample(
         video = read_video(item.video_path, max_side=config.max_side)
     except VideoError as error:
         raise SampleRejected("video", str(error)) from error
+    _check_shape(video, item, config)
     frames = video.frames
     layout = plan_frames(len(frames), config)
     indices = tuple(sorted({*layout.keyframes, *layout.references}))
@@ -142,6 +143,29 @@ def mine_sample(
         "background_path": _rel(background_path, out),
         "entities": entities,
     }
+
+
+def _check_shape(video: Video, item: SampleInput, config: MinerConfig) -> None:
+    """A sliver of a video (8x2000 becomes a 2x512 clip with 2x3 px boxes) teaches nothing: refuse it here,
+    with the reason, rather than let validation find it later."""
+    width, height = video.source_size
+    aspect = max(width, height) / max(1, min(width, height))
+    if aspect > config.max_aspect:
+        raise SampleRejected(
+            "video",
+            f"video {item.video_path} is {width}x{height} (aspect {aspect:.1f}); "
+            f"the miner takes at most max_aspect={config.max_aspect}",
+        )
+    mined_height, mined_width = video.frames.shape[1:3]
+    if min(mined_width, mined_height) < config.min_side:
+        resized = (
+            "" if (mined_width, mined_height) == (width, height) else f", {mined_width}x{mined_height} mined"
+        )
+        raise SampleRejected(
+            "video",
+            f"video {item.video_path} is {width}x{height}{resized}; the shorter side must be at least "
+            f"min_side={config.min_side} px",
+        )
 
 
 def _check_found(

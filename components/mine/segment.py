@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from components.mine.entities import EntityWord
+from model.images import ImageDecodeError, read_rgb8
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,11 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class MaskFolderSegmenter:
-    """For datasets that ship masks: `<root>/<video stem>/<word>/<frame:05d>.png` (non-zero = entity).
+    """For datasets that ship masks: `<root>/<video stem>/<word>/<frame:05d>.png` (brighter than half of
+    full scale = entity, in any mode the shared decoder reads, 16-bit included).
 
-    Masks of another size are resized to the frame (nearest neighbour); a missing file means not found.
+    Masks of another size are resized to the frame (nearest neighbour); a missing file means not found,
+    a file that does not decode refuses the video with the file's name.
     """
 
     root: Path
@@ -264,9 +267,12 @@ class MaskFolderSegmenter:
             found = {}
             for index in request.frame_indices:
                 path = Path(self.root) / request.video_path.stem / word.word.lower() / f"{index:05d}.png"
-                image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None
-                if image is None:
+                if not path.is_file():
                     continue
+                try:
+                    image = read_rgb8(path).max(axis=2)
+                except ImageDecodeError as error:
+                    raise SegmentationError(f"mask {error}") from error
                 if image.shape != (h, w):
                     image = cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST)
                 detection = detection_from_mask(image > 127, 1.0)

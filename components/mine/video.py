@@ -16,10 +16,11 @@ class VideoError(RuntimeError):
 
 @dataclass(frozen=True)
 class Video:
-    """Decoded frames (T, H, W, 3) uint8 RGB and the stream's frame rate."""
+    """Decoded frames (T, H, W, 3) uint8 RGB, the stream's frame rate and its (width, height) before resizing."""
 
     frames: np.ndarray
     fps: float
+    source_size: tuple[int, int]
 
     @property
     def num_frames(self) -> int:
@@ -45,6 +46,7 @@ def read_video(path: str | Path, max_frames: int | None = None, max_side: int | 
                 raise VideoError(f"video {path} has no video stream")
             stream = container.streams.video[0]
             declared = int(stream.frames or 0)
+            source_size = (stream.codec_context.width, stream.codec_context.height)
             rate = stream.average_rate or stream.guessed_rate or 0
             fps = float(rate) if rate else 0.0
             for frame in container.decode(stream):
@@ -60,7 +62,7 @@ def read_video(path: str | Path, max_frames: int | None = None, max_side: int | 
     complete = max_frames is not None and len(frames) >= max_frames
     if declared and not complete and len(frames) < declared:
         raise VideoError(f"video {path} is truncated: decoded {len(frames)} of {declared} declared frames")
-    return Video(frames=np.stack(frames), fps=fps or 24.0)
+    return Video(frames=np.stack(frames), fps=fps or 24.0, source_size=source_size)
 
 
 def write_video(path: str | Path, frames: np.ndarray, fps: float, qp: int = 12) -> None:

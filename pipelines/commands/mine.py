@@ -73,6 +73,12 @@ def mine(
     clip_frames: int = typer.Option(16, "--clip-frames", help="Frames in the target clip."),
     frame_stride: int = typer.Option(1, "--frame-stride", help="Take every n-th source frame for the clip."),
     max_side: int = typer.Option(512, "--max-side", help="Resize frames so the longer side is at most this."),
+    min_side: int = typer.Option(
+        16, "--min-side", help="Reject videos whose mined shorter side is below this."
+    ),
+    max_aspect: float = typer.Option(
+        4.0, "--max-aspect", help="Reject videos whose long side exceeds the short one this many times."
+    ),
     references: int = typer.Option(3, "--references", help="Reference crops per entity (from other frames)."),
     inpaint: str = typer.Option(
         "temporal",
@@ -105,7 +111,8 @@ def mine(
             grounding_dir=optional(grounding_dir), sam_dir=optional(sam_dir), box_threshold=box_threshold,
             text_threshold=text_threshold, mask_score_threshold=mask_score_threshold,
             motion_threshold=motion_threshold, min_area=min_area, max_area=max_area, clip_frames=clip_frames,
-            frame_stride=frame_stride, max_side=max_side, references_per_entity=references, inpaint=inpaint,
+            frame_stride=frame_stride, max_side=max_side, min_side=min_side, max_aspect=max_aspect,
+            references_per_entity=references, inpaint=inpaint,
             inpaint_model_dir=inpaint_model_dir, inpaint_resolution=inpaint_resolution,
             inpaint_steps=inpaint_steps,
             on_missing_entity=on_missing_entity, shard_size=shard_size, workers=workers,

@@ -56,12 +56,17 @@ def test_bad_samples_are_rejected_with_reasons_and_good_ones_kept(messy, tmp_pat
     )
     assert rejects.loc["garbage", "stage"] == "video" and "unreadable" in rejects.loc["garbage", "reason"]
     assert rejects.loc["missing", "stage"] == "video" and "does not exist" in rejects.loc["missing", "reason"]
-    assert tuple(rejects.loc["silent", ["stage", "reason"]]) == ("caption", "empty caption")
+    assert tuple(rejects.loc["silent", ["stage", "reason"]]) == (
+        "caption",
+        f"{videos}/silent.mp4: empty caption",
+    )
     assert rejects.loc["vague", "stage"] == "entities" and "no entity words" in rejects.loc["vague", "reason"]
     # Every good clip is either kept or refused for a segmentation reason, never lost to a neighbour.
     assert set(manifest.sample_id) <= good and len(manifest) >= 3
     assert set(rejects.loc[list(good - set(manifest.sample_id)), "stage"]) <= {"segmentation"}
     assert json.loads(summary.dataset_json.read_text())["rejects_by_stage"]["video"] == 3
+    for sample_id, row in rejects.iterrows():  # the empty and the entity-less caption used not to say which
+        assert f"{sample_id}.mp4" in row["reason"], row["reason"]
 
 
 def test_rerun_skips_finished_shards_and_redoes_changed_ones(messy, tmp_path):
@@ -88,17 +93,17 @@ def test_rerun_skips_finished_shards_and_redoes_changed_ones(messy, tmp_path):
 
 def test_captions_formats(tmp_path):
     (tmp_path / "c.csv").write_text('file,caption\na.mp4,"a cat, sleeping"\nb.mp4,\n')
-    assert [(r.file, r.caption) for r in load_captions(tmp_path / "c.csv")] == [("a.mp4", "a cat, sleeping"),
-                                                                               ("b.mp4", "")]  # fmt: skip
+    assert [(r.file, r.caption) for r in load_captions(tmp_path / "c.csv").records] == [
+        ("a.mp4", "a cat, sleeping"), ("b.mp4", "")]  # fmt: skip
     msrvtt = {"videos": [{"video_id": "video1"}, {"video_id": "video2"}],
               "sentences": [{"video_id": "video1", "caption": "a man sings"},
                             {"video_id": "video1", "caption": "someone sings"}]}  # fmt: skip
     (tmp_path / "m.json").write_text(json.dumps(msrvtt))
-    records = load_captions(tmp_path / "m.json")
+    records = load_captions(tmp_path / "m.json").records
     assert [(r.file, r.caption) for r in records] == [("video1.mp4", "a man sings"), ("video2.mp4", "")]
     (tmp_path / "bad.jsonl").write_text('{"file": "a.mp4"}\n{oops\n')
-    with pytest.raises(CaptionsError, match="bad.jsonl:2"):
-        load_captions(tmp_path / "bad.jsonl")
+    loaded = load_captions(tmp_path / "bad.jsonl")
+    assert [r.file for r in loaded.records] == ["a.mp4"] and loaded.problems[0].where.endswith("bad.jsonl:2")
     with pytest.raises(CaptionsError, match="must be .jsonl"):
         (tmp_path / "c.txt").write_text("x")
         load_captions(tmp_path / "c.txt")
