@@ -99,6 +99,9 @@ def build_expectations(config: ValidationConfig) -> dict[str, list[tuple[str, An
             "num_masks", config.keyframes, config.keyframes, f"one mask per keyframe ({config.keyframes})"
         ),
         true("keyframe_lists_consistent", "masks, boxes, scores and areas have one entry per keyframe"),
+        true("scores_finite", "every score is a finite number (no null, NaN or infinity)"),
+        true("areas_finite", "every mask area is a finite number (no null, NaN or infinity)"),
+        true("boxes_finite", "every box coordinate is a finite number (no null, NaN or infinity)"),
         true("paths_inside", "reference and mask paths are relative and inside the dataset"),
         true("references_readable", "every reference image exists and decodes"),
         true("masks_readable", "every mask image exists and decodes"),

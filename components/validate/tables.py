@@ -9,6 +9,7 @@ no frame size to match) is left null, so one broken file is reported once, by th
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -191,8 +192,11 @@ def _entity_row(
     references = entity.get("reference_paths") or []
     masks = entity.get("mask_paths") or []
     boxes = entity.get("boxes") or []
-    scores = [s for s in entity.get("scores") or [] if s is not None]
-    areas = [a for a in entity.get("areas") or [] if a is not None]
+    raw_scores, raw_areas = entity.get("scores") or [], entity.get("areas") or []
+    # min()/max() skip a NaN that is not first, so finiteness is checked element by element and the
+    # range checks below see only the finite values.
+    scores = [s for s in raw_scores if _is_finite(s)]
+    areas = [a for a in raw_areas if _is_finite(a)]
     mask_sizes = [checker.image(m) for m in masks]
     masks_readable = bool(masks) and all(size is not None for size in mask_sizes)
     return {
@@ -208,10 +212,10 @@ def _entity_row(
         "span_matches_word": _all_set(start, end) and caption[start:end] == word.lower(),
         "num_references": len(references),
         "num_masks": len(masks),
-        "keyframe_lists_consistent": len(masks)
-        == len(boxes)
-        == len(entity.get("scores") or [])
-        == len(areas),
+        "keyframe_lists_consistent": len(masks) == len(boxes) == len(raw_scores) == len(raw_areas),
+        "scores_finite": len(scores) == len(raw_scores),
+        "areas_finite": len(areas) == len(raw_areas),
+        "boxes_finite": all(b is not None and all(_is_finite(v) for v in b) for b in boxes),
         "paths_inside": all(checker.inside(p) for p in [*references, *masks]),
         "references_readable": all(checker.image(p) is not None for p in references),
         "masks_readable": masks_readable,
@@ -226,6 +230,11 @@ def _entity_row(
         "min_score": min(scores) if scores else None,
         "max_score": max(scores) if scores else None,
     }
+
+
+def _is_finite(value: Any) -> bool:
+    """A number that is not None, NaN or infinite."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def _all_set(*values: Any) -> bool:
