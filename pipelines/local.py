@@ -20,7 +20,6 @@ a fingerprint of the input folder, so a change to code or data re-runs exactly t
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 import warnings
@@ -108,6 +107,7 @@ class LocalSettings:
     http_port: int = 8000
     grpc_port: int = 8001
     metrics_port: int = 8002
+    verbose: bool = False  # echo kfp.local's raw logs; they always go to <work>/logs/
     extra: dict[str, object] = field(default_factory=dict)  # any other pipeline parameter, by name
 
     def __post_init__(self) -> None:
@@ -119,25 +119,11 @@ class LocalSettings:
 
 @dataclass
 class StepRecord:
-    """What happened to each step of one run."""
+    """What happened to each step of one run, in DAG order, and where its raw log is."""
 
     ran: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
-
-
-class _CacheHits(logging.Handler):
-    """kfp.local reports a reused task only as a log line; collect those task names."""
-
-    PATTERN = re.compile(r"Task (\S+) cache hit")
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.tasks: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        match = self.PATTERN.match(record.getMessage())
-        if match:
-            self.tasks.append(match.group(1))
+    log: Path | None = None
 
 
 def ensure_embedded(paths: WorkPaths, samples: int, seed: int) -> Path:
@@ -203,44 +189,45 @@ def run_pipeline(settings: LocalSettings) -> tuple[WorkPaths, StepRecord, dict]:
     from kfp import local
 
     from pipelines.pipeline import build_pipeline
+    from pipelines.progress import captured, dag_sorted
 
     paths = WorkPaths(settings.work)
     paths.root.mkdir(parents=True, exist_ok=True)
-    arguments = pipeline_arguments(settings, paths)
-    prepare_tracking(paths)
-    local.init(
-        runner=local.SubprocessRunner(use_venv=False),
-        pipeline_root=str(paths.pipeline_root),
-        enable_caching=True,
-        cache_root=str(paths.cache),
-    )
-    paths.cache.mkdir(parents=True, exist_ok=True)
-    before = set(paths.pipeline_root.iterdir())
-    hits = _CacheHits()
-    root_logger = logging.getLogger()
-    previous_level = root_logger.level
-    root_logger.addHandler(hits)
-    root_logger.setLevel(min(previous_level, logging.INFO) if previous_level else logging.INFO)
-    try:
-        with warnings.catch_warnings():
-            # The cluster image name has no "python" in it; kfp.local warns about that for every step.
-            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-            build_pipeline()(**arguments)
-    except RuntimeError as err:
-        failed = _failed_task(str(err))
-        report = _failure_report(paths, before, failed)
-        _record_failed_step(paths, before, failed, report)
-        raise PipelineRunError(
-            f"pipeline {PIPELINE_NAME} failed at step {failed!r}: {err}", task=failed, report=report
-        ) from err
-    finally:
-        root_logger.removeHandler(hits)
-        root_logger.setLevel(previous_level)
+    log = paths.root / "logs" / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with captured(log, settings.verbose) as console:
+        console.say(f"full log: {log}")
+        started = time.monotonic()
+        arguments = pipeline_arguments(settings, paths)
+        if settings.data is None:
+            console.say(
+                f"{'embedded data':<14} {time.monotonic() - started:6.1f} s  {settings.samples} clips"
+            )
+        prepare_tracking(paths)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(paths.pipeline_root),
+            enable_caching=True,
+            cache_root=str(paths.cache),
+        )
+        paths.cache.mkdir(parents=True, exist_ok=True)
+        before = set(paths.pipeline_root.iterdir())
+        try:
+            with warnings.catch_warnings():
+                # The cluster image name has no "python" in it; kfp.local warns about that for every step.
+                warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+                build_pipeline()(**arguments)
+        except RuntimeError as err:
+            failed = _failed_task(str(err))
+            report = _failure_report(paths, before, failed)
+            _record_failed_step(paths, before, failed, report)
+            raise PipelineRunError(
+                f"pipeline {PIPELINE_NAME} failed at step {failed!r}; log: {log}", task=failed, report=report
+            ) from err
     (run_dir,) = sorted(set(paths.pipeline_root.iterdir()) - before - {paths.cache})
-    ran = sorted(_task_names(run_dir))
+    ran = dag_sorted(_task_names(run_dir))
     summary = json.loads((run_dir / "summarize" / "summary").read_text())
     summary["run_dir"] = str(run_dir)
-    return paths, StepRecord(ran=ran, cached=sorted(set(hits.tasks))), summary
+    return paths, StepRecord(ran=ran, cached=dag_sorted(sorted(set(console.reused))), log=log), summary
 
 
 def _task_names(run_dir: Path) -> list[str]:
@@ -346,48 +333,74 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def reserve_ports(paths: WorkPaths, settings: LocalSettings) -> tuple[int, int, int]:
+    """The server's ports, checked before the pipeline runs so a busy port fails in seconds, not at the end.
+
+    A server an earlier local run left behind is stopped first (its ports are ours to reuse); 0 picks a free one.
+    """
+    from serving.launcher import ServerStartError, check_ports_free, free_port
+
+    stop_server(paths)
+    http, grpc, metrics = (
+        p or free_port() for p in (settings.http_port, settings.grpc_port, settings.metrics_port)
+    )
+    try:
+        check_ports_free("127.0.0.1", {"HTTP": http, "gRPC": grpc, "metrics": metrics})
+    except ServerStartError as err:
+        raise ServeError(str(err)) from err
+    return http, grpc, metrics
+
+
 def start_server(
-    paths: WorkPaths, settings: LocalSettings, model_name: str, timeout_s: float = 300.0
+    paths: WorkPaths, ports: tuple[int, int, int], model_name: str, timeout_s: float = 300.0
 ) -> ServedModel:
-    """Start `alchemist serve` on the published repository as a background process that outlives this command."""
+    """Start `alchemist serve` on the published repository as a background process that outlives this command.
+
+    Ready means: the process still runs, the model answers ready, and the server serves our export id.
+    """
     import subprocess
     import sys
     import urllib.error
     import urllib.request
 
-    from serving.launcher import free_port
+    from serving.launcher import identity_problem
 
-    stop_server(paths)
-    ports = [p or free_port() for p in (settings.http_port, settings.grpc_port, settings.metrics_port)]
     paths.triton.mkdir(parents=True, exist_ok=True)
     log = paths.triton / "serve.log"
     command = [
         sys.executable, "-c", "from pipelines.cli import app; app()", "serve",
-        "--repository", str(paths.serving_repository), "--work-dir", str(paths.triton / "server"),
+        "--repository", str(paths.serving_repository), "--work", str(paths.triton / "server"),
         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
     ]  # fmt: skip
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     (paths.triton / "server.pid").write_text(f"{process.pid}\n")
-    served = ServedModel(
-        process.pid, f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ports[1]}", f"127.0.0.1:{ports[2]}", log
-    )
+    host = "127.0.0.1"
+    served = ServedModel(process.pid, f"{host}:{ports[0]}", f"{host}:{ports[1]}", f"{host}:{ports[2]}", log)
     ready = f"http://{served.http}/v2/models/{model_name}/ready"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            (paths.triton / "server.pid").unlink(missing_ok=True)
+            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             raise ServeError(
-                f"tritonserver exited with code {process.returncode}:\n{log.read_text()[-3000:]}"
+                f"tritonserver exited with code {process.returncode}: {' / '.join(tail)} (log {log})"
             )
         try:
             with urllib.request.urlopen(ready, timeout=2) as response:
                 if response.status == 200:
-                    return served
+                    break
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.5)
-    stop_server(paths)
-    raise ServeError(f"model {model_name} not ready on {served.http} after {timeout_s:.0f} s; log: {log}")
+    else:
+        stop_server(paths)
+        raise ServeError(f"model {model_name} not ready on {served.http} after {timeout_s:.0f} s; log: {log}")
+    problem = identity_problem(served.http, paths.serving_repository)
+    if problem or process.poll() is not None:
+        stop_server(paths)
+        raise ServeError(problem or f"tritonserver exited right after start-up; log: {log}")
+    return served
 
 
 @dataclass
@@ -421,7 +434,7 @@ def try_generate(paths: WorkPaths, served: ServedModel) -> tuple[list[str], Path
         client.generate_video(prompt, references=references, seed=0).save(out)
     refs = [f"--ref {word}={path}" for word, images in references.items() for path in images]
     return [
-        "alchemist generate",
+        f"{console_script('alchemist')} generate",
         f"--server {served.http}",
         f'--prompt "{prompt}"',
         *refs,
@@ -429,15 +442,25 @@ def try_generate(paths: WorkPaths, served: ServedModel) -> tuple[list[str], Path
     ], out
 
 
+def console_script(name: str) -> str:
+    """This environment's console script `name` (relative to the current folder when inside it), so a printed
+    command works without activating the environment."""
+    import sys
+
+    path = Path(sys.executable).parent / name
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
 def run_local(settings: LocalSettings) -> LocalResult:
     """The whole embedded run: pipeline, then the published model served by a local tritonserver."""
     start = time.monotonic()
+    ports = reserve_ports(WorkPaths(settings.work), settings) if settings.serve else None
     paths, steps, summary = run_pipeline(settings)
     result = LocalResult(paths, steps, summary, time.monotonic() - start)
     published = paths.serving_repository
-    if settings.serve and published.is_dir() and any(published.iterdir()):
+    if ports is not None and published.is_dir() and any(published.iterdir()):
         model_name = next(p.name for p in sorted(published.iterdir()) if (p / "config.pbtxt").is_file())
-        result.served = start_server(paths, settings, model_name)
+        result.served = start_server(paths, ports, model_name)
         result.example, result.example_output = try_generate(paths, result.served)
     result.seconds = time.monotonic() - start
     return result

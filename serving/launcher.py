@@ -38,6 +38,15 @@ class ServerStartError(RuntimeError):
     """The server exited or did not become ready in time; the message carries the log tail."""
 
 
+class PortBusyError(ServerStartError):
+    """A port the server needs is taken; the message names it and the option that changes it."""
+
+
+# The config.pbtxt parameter the export writes: it tells our server apart from another one on the same port.
+EXPORT_ID_KEY = "export_id"
+PORT_OPTIONS = {"HTTP": "--http-port", "gRPC": "--grpc-port", "metrics": "--metrics-port"}
+
+
 def pytriton_dist_dir() -> Path:
     """Folder of the Triton distribution inside the installed nvidia-pytriton wheel."""
     spec = importlib.util.find_spec("pytriton")
@@ -71,6 +80,61 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True when nothing listens on host:port (a socket in TIME_WAIT does not count, as for tritonserver)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Refuse busy ports before starting: tritonserver would exit, and whatever holds the port would answer."""
+    for label, port in ports.items():
+        if not port_is_free(host, port):
+            option = PORT_OPTIONS.get(label, "the port option")
+            raise PortBusyError(
+                f"port {port} ({label}) on {host} is already in use; pass {option} 0 to pick a free port "
+                f"or {option} N for another one"
+            )
+
+
+def export_ids(repository: Path) -> dict[str, str]:
+    """model name -> the export id in its config.pbtxt (models exported without one are left out)."""
+    ids = {}
+    for config in sorted(Path(repository).glob("*/config.pbtxt")):
+        for line in config.read_text().splitlines():
+            if f'"{EXPORT_ID_KEY}"' in line and "string_value:" in line:
+                ids[config.parent.name] = line.split("string_value:")[1].split('"')[1]
+    return ids
+
+
+def identity_problem(http_url: str, repository: Path, timeout_s: float = 5.0) -> str | None:
+    """None when the server on `http_url` serves this repository's exports; else what differs.
+
+    Readiness probes accept any Triton on the port; the export id in each model's config is ours alone.
+    """
+    import json
+
+    for name, expected in export_ids(repository).items():
+        url = f"http://{http_url}/v2/models/{name}/config"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                served = json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError) as err:
+            return f"the server on {http_url} does not serve model {name!r} of {repository} ({err})"
+        got = served.get("parameters", {}).get(EXPORT_ID_KEY, {}).get("string_value")
+        if got != expected:
+            return (
+                f"the server on {http_url} is not ours: model {name!r} has export id {got!r}, "
+                f"{repository} has {expected!r}"
+            )
+    return None
 
 
 def stub_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -161,11 +225,20 @@ class LocalTritonServer:
         repository = Path(self.config.repository)
         if not repository.is_dir():
             raise ServerStartError(f"model repository {repository} does not exist")
-        if self.config.work_dir is None:
+        work = self.config.work_dir
+        if work is not None and Path(work).resolve().is_relative_to(repository.resolve()):
+            raise ServerStartError(
+                f"work folder {work} is inside the model repository {repository}: Triton would poll "
+                "its files as models; pass --work outside it"
+            )
+        check_ports_free(
+            self.config.host, {"HTTP": self.http_port, "gRPC": self.grpc_port, "metrics": self.metrics_port}
+        )
+        if work is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="alchemist-triton-")
             self.work_dir = Path(self._tmp.name)
         else:
-            self.work_dir = Path(self.config.work_dir)
+            self.work_dir = Path(work)
             self.work_dir.mkdir(parents=True, exist_ok=True)
         backend_dir = assemble_backend_dir(self.work_dir / "backends")
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -178,6 +251,7 @@ class LocalTritonServer:
         )
         try:
             self.wait_ready(self.config.startup_timeout_s)
+            self.check_ours()
         except BaseException:
             self.stop()
             raise
@@ -201,6 +275,14 @@ class LocalTritonServer:
                 pass
             time.sleep(0.25)
         raise ServerStartError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def check_ours(self) -> None:
+        """After "ready": our process still runs and the answering server serves our repository's exports."""
+        if not self.is_running():
+            raise ServerStartError(f"tritonserver exited right after start-up:\n{self.log_tail()}")
+        problem = identity_problem(self.http_url, Path(self.config.repository))
+        if problem:
+            raise ServerStartError(problem)
 
     def log_tail(self, lines: int = 20) -> str:
         """Error lines of the log when there are any (the tail is mostly a settings table), else the tail."""

@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,7 @@ import model as model_package
 import serving as serving_package
 from components.storage import is_s3, materialize
 from serving import protocol as P
+from serving.launcher import EXPORT_ID_KEY
 
 InstanceKind = Literal["auto", "cpu", "gpu"]
 SERVING_FILES = ("__init__.py", "protocol.py", "media.py")
@@ -55,6 +57,7 @@ class ExportResult:
     card_path: Path
     limits: P.ServingLimits
     weights_sha256: str
+    export_id: str  # in config.pbtxt: the launcher checks that the server answering on its port serves it
     bundled_encoders: dict[str, str] = field(
         default_factory=dict
     )  # recorded location -> folder under version
@@ -95,6 +98,7 @@ def render_config(
     instance_kind: InstanceKind,
     instance_count: int,
     max_queue_delay_us: int,
+    export_id: str = "",
 ) -> str:
     """config.pbtxt text. With max_batch_size > 0 every tensor gets Triton's leading batch dim."""
     lines = [
@@ -123,7 +127,7 @@ def render_config(
     lines.append("parameters [")
     params = [
         f"  {{ key: {_pbtxt_string(k)} value: {{ string_value: {_pbtxt_string(v)} }} }}"
-        for k, v in limits.to_parameters().items()
+        for k, v in {**limits.to_parameters(), **({EXPORT_ID_KEY: export_id} if export_id else {})}.items()
     ]
     lines += [",\n".join(params), "]", ""]
     return "\n".join(lines)
@@ -251,8 +255,11 @@ def export_model_repository(
     shutil.copy2(serving_dir / "triton_model.py", version_dir / "model.py")
 
     config_path = model_dir / "config.pbtxt"
+    export_id = uuid.uuid4().hex
     config_path.write_text(
-        render_config(model_name, limits, max_batch_size, instance_kind, instance_count, max_queue_delay_us)
+        render_config(
+            model_name, limits, max_batch_size, instance_kind, instance_count, max_queue_delay_us, export_id
+        )
     )
     bundled, external = bundle_encoders(config, version_dir, bundle)
     weights_sha = _sha256(version_dir / "checkpoint" / "model.safetensors")
@@ -266,6 +273,7 @@ def export_model_repository(
         card_path=model_dir / "README.md",
         limits=limits,
         weights_sha256=weights_sha,
+        export_id=export_id,
         bundled_encoders=bundled,
         external_encoders=external,
     )

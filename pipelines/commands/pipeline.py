@@ -32,14 +32,20 @@ def _parse_params(params: list[str]) -> dict[str, object]:
 
 @pipeline_app.command("run")
 def run(
-    local: bool = typer.Option(False, "--local", help="Run every step on this machine with kfp.local."),
+    local: bool = typer.Option(
+        False,
+        "--local",
+        help="Required: run every step on this machine with kfp.local (for a cluster: compile, submit).",
+    ),
     work: Path = typer.Option(
-        Path("work"), help="Working folder for data, MLflow, DVC, step outputs and Triton."
+        Path("work"), "--work", help="Working folder for data, MLflow, DVC, step outputs, logs and Triton."
     ),
-    data: Path = typer.Option(
-        None, help="Folder of videos to mine (default: the generated embedded dataset)."
+    videos: Path = typer.Option(
+        None, "--videos", help="Folder of videos to mine.", show_default="the generated embedded dataset"
     ),
-    captions: Path = typer.Option(None, help="Captions file for --data (default: <data>/captions.jsonl)."),
+    captions: Path = typer.Option(
+        None, "--captions", help="Captions file for --videos.", show_default="<videos>/captions.jsonl"
+    ),
     samples: int = typer.Option(
         12, help="Clips in the embedded dataset (generated once under <work>/embedded)."
     ),
@@ -47,9 +53,11 @@ def run(
     preset: str = typer.Option("tiny", help="Model size preset: tiny or small on CPU."),
     stage1_steps: int = typer.Option(60, help="Optimizer steps of training stage 1 (text cross-attention)."),
     stage2_steps: int = typer.Option(60, help="Optimizer steps of training stage 2 (personalization)."),
-    eval_steps: int = typer.Option(10, help="Sampler steps per generated evaluation video."),
-    gate_policy: str = typer.Option(
-        "demo", help="Promotion policy: a bundled name (demo, default) or a YAML file."
+    sample_steps: int = typer.Option(
+        10, "--sample-steps", help="Sampler steps per generated evaluation video."
+    ),
+    policy: str = typer.Option(
+        "demo", "--policy", help="Promotion policy: a bundled name (demo, default) or a YAML file."
     ),
     serve: bool = typer.Option(
         True, "--serve/--no-serve", help="Serve the promoted model with a local Triton."
@@ -57,58 +65,73 @@ def run(
     http_port: int = typer.Option(8000, help="Triton HTTP port (0: pick a free one)."),
     grpc_port: int = typer.Option(8001, help="Triton gRPC port (0: pick a free one)."),
     metrics_port: int = typer.Option(8002, help="Triton metrics port (0: pick a free one)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Print kfp.local's raw logs (always in <work>/logs/)."
+    ),
     param: list[str] = typer.Option([], help="Any other pipeline parameter as KEY=VALUE (repeatable)."),
 ) -> None:
     """Mine, version, validate, train, evaluate, export and promote, then serve the champion locally."""
     from rich.console import Console
 
-    from pipelines.local import LocalSettings, PipelineRunError, run_local
+    from pipelines.local import LocalSettings, PipelineRunError, ServeError, run_local
 
     console = Console(soft_wrap=True)  # paths and commands stay on one line, ready to copy
     if not local:
         console.print("Only --local runs here; for a cluster use `alchemist pipeline compile` and `submit`.")
         raise typer.Exit(2)
-    settings = LocalSettings(
-        work=work,
-        data=data,
-        captions=captions,
-        samples=samples,
-        shards=shards,
-        preset=preset,
-        stage1_steps=stage1_steps,
-        stage2_steps=stage2_steps,
-        eval_steps=eval_steps,
-        gate_policy=gate_policy,
-        serve=serve,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
-        extra=_parse_params(param),
-    )
+    try:
+        settings = LocalSettings(
+            work=work,
+            data=videos,
+            captions=captions,
+            samples=samples,
+            shards=shards,
+            preset=preset,
+            stage1_steps=stage1_steps,
+            stage2_steps=stage2_steps,
+            eval_steps=sample_steps,
+            gate_policy=policy,
+            serve=serve,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            verbose=verbose,
+            extra=_parse_params(param),
+        )
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     try:
         result = run_local(settings)
     except PipelineRunError as err:
-        console.print(f"[bold red]Pipeline stopped at step {err.task!r}.[/bold red]")
+        console.print(f"[bold red]Pipeline stopped at step {err.task!r}.[/bold red] {err}")
         if err.report is not None:
             console.print(f"  report: {err.report}")
         console.print(
             f"  failure recorded in MLflow: mlflow ui --backend-store-uri sqlite:///{work.resolve()}/mlflow.db"
         )
         raise typer.Exit(1) from err
+    except ServeError as err:
+        console.print(f"[bold red]error:[/bold red] serving: {err}")
+        raise typer.Exit(1) from err
     _print_result(console, result)
 
 
 def _print_result(console, result) -> None:
+    from pipelines.local import console_script
+
     paths, summary = result.paths, result.summary
     console.print(f"\n[bold green]Pipeline finished[/bold green] in {result.seconds / 60:.1f} min")
     console.print(f"  steps run:          {', '.join(result.steps.ran)}")
     console.print(
         f"  steps reused:       {', '.join(result.steps.cached) or 'none'} (unchanged inputs and code)"
     )
+    console.print(f"  full log:           {result.steps.log}")
     console.print(f"  data revision:      {summary['data_rev']} (DVC remote {summary['dvc_remote']})")
     console.print(f"  validation report:  {summary['validation_report']}")
     console.print(f"  evaluation report:  {summary['evaluation_report']}")
-    console.print(f"  MLflow:             mlflow ui --backend-store-uri {paths.tracking_uri}")
+    console.print(
+        f"  MLflow:             {console_script('mlflow')} ui --backend-store-uri {paths.tracking_uri}"
+    )
     console.print(f"                      candidate run {summary['candidate_run']}")
     console.print(
         f"  gate decision:      [bold]{summary['decision'].upper()}[/bold] for model version "

@@ -20,8 +20,10 @@ def serve(
     grpc_port: int = typer.Option(8001, help="gRPC port (0: pick a free one)."),
     metrics_port: int = typer.Option(8002, help="Prometheus metrics port (0: pick a free one)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
-    work_dir: Path = typer.Option(
-        Path("work/triton"), help="Folder for the assembled backend directory and tritonserver.log."
+    work: Path = typer.Option(
+        Path("work/server"),
+        "--work",
+        help="Folder for the assembled backend directory and tritonserver.log (outside --repository).",
     ),
     startup_timeout: float = typer.Option(
         300.0, help="Seconds to wait for the server and models to be ready."
@@ -42,7 +44,7 @@ def serve(
         grpc_port=grpc_port or None,
         metrics_port=metrics_port or None,
         host=host,
-        work_dir=work_dir,
+        work_dir=work,
         startup_timeout_s=startup_timeout,
         log_verbose=log_verbose,
     )
