@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml requirements.lock | $(PY)
 
 install: $(STAMP)
 
+# Options pass through: make demo ARGS="--http-port 0 --verbose"
+ARGS ?=
 demo: install
-	$(VENV)/bin/alchemist pipeline run --local
+	$(VENV)/bin/alchemist pipeline run --local $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

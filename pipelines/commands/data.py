@@ -40,8 +40,9 @@ def version(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(
-        f"rev {result.rev}\n  dvc file {result.dvc_file}\n  remote {result.remote}\n"
-        f"  {result.num_files} files, {result.size} bytes, {result.pushed} pushed"
+        f"data revision {result.rev}\n  dvc file {result.dvc_file}\n  remote {result.remote}\n"
+        f"  {result.num_files} files, {result.size} bytes, {result.pushed} pushed\n"
+        f"next: alchemist train ... --data-rev {result.rev}"
     )
 
 

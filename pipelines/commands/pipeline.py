@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from pipelines.cluster import COMPONENT_IMAGE
+
 pipeline_app = typer.Typer(
     help="Run the whole pipeline locally (kfp.local) or compile/submit it to Kubeflow."
 )
@@ -152,7 +154,9 @@ def _print_result(console, result) -> None:
 @pipeline_app.command("compile")
 def compile_(
     out: Path = typer.Option(Path("work/video_alchemist.yaml"), help="Where to write the KFP IR YAML."),
-    image: str = typer.Option(None, help="Component image (built from infra/Dockerfile, target component)."),
+    image: str = typer.Option(
+        None, help="Component image (built from infra/Dockerfile, target component).", show_default=COMPONENT_IMAGE
+    ),
     gpus: int = typer.Option(8, help="GPUs per training/evaluation step."),
     accelerator: str = typer.Option("nvidia.com/gpu", help="Accelerator resource name."),
     node_selector: list[str] = typer.Option(

@@ -217,7 +217,17 @@ def test_generate_cli_writes_mp4_and_reports_rejections(server, tmp_path, make_p
     image.write_bytes(make_png())
     out = tmp_path / "out" / "video.mp4"
     runner = CliRunner()
-    base = ["generate", "--server", server.grpc_url, "--protocol", "grpc", "--steps", "1", "--out", str(out)]
+    base = [
+        "generate",
+        "--server",
+        server.grpc_url,
+        "--protocol",
+        "grpc",
+        "--sample-steps",
+        "1",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, [*base, "--prompt", "a dog", "--ref", f"dog={image}"])
     assert result.exit_code == 0, result.output
     assert decode_mp4(out.read_bytes()).shape == (8, 32, 32, 3)
