@@ -51,7 +51,13 @@ class VideoAlchemist(nn.Module):
         self.text_encoder = TextEncoder(config.text)
         self.image_encoder = ImageEncoder(config.image)
         self.vae = build_vae(config.vae)
-        self.dit = VideoDiT(config.dit, config.vae.latent_channels, self.text_encoder.dim)
+        text_dim = self.text_encoder.dim
+        if config.dit.text_dim is not None and config.dit.text_dim != text_dim:
+            raise ValueError(
+                f"the text encoder gives {text_dim}-wide states but dit.text_dim={config.dit.text_dim}: "
+                f"point text.path at the encoder the DiT was trained with"
+            )
+        self.dit = VideoDiT(config.dit, config.vae.latent_channels, text_dim)
         self.rebuild_binder(config.dit.word_binding)
         self.stage = 2
 

@@ -6,23 +6,27 @@ import torch
 from torch import nn
 
 from model.attention import attention
+from model.config import QKNorm
 from model.layers import FeedForward, FP32LayerNorm, RMSNorm
 from model.rope import apply_rotary
 
 
 class Attention(nn.Module):
-    """Self-attention (with 3D RoPE) when no context is given, cross-attention otherwise. QK-norm per head."""
+    """Self-attention (with 3D RoPE) when no context is given, cross-attention otherwise.
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool) -> None:
+    QK-norm is an RMSNorm over each head, or over all heads together (`across_heads`, Wan's form)."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: QKNorm, eps: float = 1e-6) -> None:
         super().__init__()
         self.num_heads = num_heads
-        head_dim = dim // num_heads
+        self.qk_norm = qk_norm
+        norm_dim = dim if qk_norm == "across_heads" else dim // num_heads
         self.to_q = nn.Linear(dim, dim)
         self.to_k = nn.Linear(dim, dim)
         self.to_v = nn.Linear(dim, dim)
         self.to_out = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(head_dim) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(head_dim) if qk_norm else nn.Identity()
+        self.norm_q = nn.Identity() if qk_norm == "none" else RMSNorm(norm_dim, eps)
+        self.norm_k = nn.Identity() if qk_norm == "none" else RMSNorm(norm_dim, eps)
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, L, head_dim)
@@ -35,9 +39,11 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         source = x if context is None else context
-        q = self.norm_q(self.heads(self.to_q(x)))
-        k = self.norm_k(self.heads(self.to_k(source)))
-        v = self.heads(self.to_v(source))
+        q, k, v = self.to_q(x), self.to_k(source), self.heads(self.to_v(source))
+        if self.qk_norm == "across_heads":
+            q, k = self.heads(self.norm_q(q)), self.heads(self.norm_k(k))
+        else:
+            q, k = self.norm_q(self.heads(q)), self.norm_k(self.heads(k))
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         out = self.to_out(attention(q, k, v, mask).transpose(1, 2).flatten(2))  # (B, L, D)
@@ -55,19 +61,25 @@ class DiTBlock(nn.Module):
     personalization branch added in stage 2 leaves the stage-1 model unchanged at its first step."""
 
     def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float, qk_norm: bool, personalization: bool
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        qk_norm: QKNorm,
+        personalization: bool,
+        eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        self.norm_self = FP32LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.self_attn = Attention(dim, num_heads, qk_norm)
-        self.norm_text = FP32LayerNorm(dim, eps=1e-6)
-        self.text_attn = Attention(dim, num_heads, qk_norm)
+        self.norm_self = FP32LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.self_attn = Attention(dim, num_heads, qk_norm, eps)
+        self.norm_text = FP32LayerNorm(dim, eps=eps)
+        self.text_attn = Attention(dim, num_heads, qk_norm, eps)
         self.personalization = personalization
         if personalization:
-            self.norm_ref = FP32LayerNorm(dim, eps=1e-6)
-            self.ref_attn = Attention(dim, num_heads, qk_norm)
-        self.norm_mlp = FP32LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = FeedForward(dim, mlp_ratio)
+            self.norm_ref = FP32LayerNorm(dim, eps=eps)
+            self.ref_attn = Attention(dim, num_heads, qk_norm, eps)
+        self.norm_mlp = FP32LayerNorm(dim, elementwise_affine=False, eps=eps)
+        self.mlp = FeedForward(dim, ffn_dim)
         # Per-block offsets added to the shared timestep modulation (adaLN-single); zero = adaLN-zero.
         self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
         self.zero_cross_attention_outputs()

@@ -14,6 +14,8 @@ from typing import Any, Literal
 TextEncoderKind = Literal["bert", "t5", "umt5"]
 ImageEncoderKind = Literal["dinov2", "clip"]
 VAEKind = Literal["pixel", "diffusers"]
+QKNorm = Literal["per_head", "across_heads", "none"]
+TimeGrid = Literal["uniform", "flow_match"]
 
 
 @dataclass
@@ -28,6 +30,9 @@ class TextEncoderConfig:
     num_heads: int = 2
     max_length: int = 64
     max_word_tokens: int = 4  # sub-word tokens of one entity word kept for binding
+    # Wan's convention: states zero-padded to max_length and every position attended (no key mask). A
+    # pretrained Wan backbone learned its text attention on exactly that input, so an imported one keeps it.
+    zero_pad_to_max_length: bool = False
 
 
 @dataclass
@@ -62,8 +67,13 @@ class DiTConfig:
     depth: int = 2
     num_heads: int = 4
     mlp_ratio: float = 4.0
+    ffn_dim: int | None = None  # explicit FFN width (Wan2.1: 8960 at 1536); None: mlp_ratio * hidden_size
     patch_size: tuple[int, int, int] = (1, 2, 2)  # (t, h, w)
-    qk_norm: bool = True
+    # RMSNorm of queries and keys: over each head, or over the whole projection (heads x head_dim, as Wan).
+    qk_norm: QKNorm = "per_head"
+    norm_eps: float = 1e-6  # every LayerNorm and RMSNorm in the DiT
+    text_dim: int | None = None  # width of the text states the DiT projects; None: the text encoder's width
+    time_freq_dim: int = 256  # sinusoidal channels of the timestep embedding
     personalization: bool = True  # the dedicated personalization cross-attention in every block
     word_binding: bool = True  # concatenate the entity word's tokens with its image tokens
     self_conditioning: bool = True
@@ -85,6 +95,9 @@ class FlowConfig:
     reference_dropout: float = 0.1  # drop all references
     sampler: Literal["euler", "heun"] = "euler"
     shift: float = 1.0  # timestep shift at sampling (>1 spends more steps at high noise)
+    # uniform: steps + 1 shifted points from 1 to 0; flow_match: diffusers' FlowMatchEulerDiscreteScheduler grid
+    # (what Wan's pipelines sample on), so an imported Wan backbone samples on the schedule it was tuned with.
+    time_grid: TimeGrid = "uniform"
 
 
 @dataclass
@@ -110,6 +123,10 @@ class AlchemistConfig:
         if self.dit.hidden_size % self.dit.num_heads:
             raise ValueError(
                 f"dit.hidden_size={self.dit.hidden_size} must be divisible by dit.num_heads={self.dit.num_heads}"
+            )
+        if self.dit.qk_norm not in ("per_head", "across_heads", "none"):
+            raise ValueError(
+                f"dit.qk_norm={self.dit.qk_norm!r}; expected 'per_head', 'across_heads' or 'none'"
             )
         head_dim = self.dit.hidden_size // self.dit.num_heads
         if head_dim % 2 or head_dim < 6:
@@ -158,6 +175,8 @@ class AlchemistConfig:
             values = dict(data.get(key, {}))
             if key == "dit" and "patch_size" in values:
                 values["patch_size"] = tuple(values["patch_size"])
+            if key == "dit" and isinstance(values.get("qk_norm"), bool):  # checkpoints from before the choice
+                values["qk_norm"] = "per_head" if values["qk_norm"] else "none"
             kwargs[key] = section(**values)
         return cls(**kwargs)
 
@@ -205,11 +224,43 @@ def large() -> AlchemistConfig:
     )
 
 
+def wan21_t2v(size: Literal["1.3b", "14b"]) -> AlchemistConfig:
+    """Wan2.1 text-to-video sized exactly (its published configs), so an imported checkpoint is stage 1.
+
+    Encoders are Wan's: UMT5-XXL text (4096 wide, 512 tokens, zero-padded and unmasked), AutoencoderKLWan
+    latents (16 channels, 4x8x8), and DINOv2 for references (Video Alchemist's addition). Their folders come
+    from the import (`alchemist model import-wan`) or from `text.path`, `vae.path` and `image.path`.
+    """
+    width, depth, heads, ffn = {"1.3b": (1536, 30, 12, 8960), "14b": (5120, 40, 40, 13824)}[size]
+    return AlchemistConfig(
+        name=f"wan2.1-t2v-{size}",
+        dit=DiTConfig(
+            hidden_size=width,
+            depth=depth,
+            num_heads=heads,
+            ffn_dim=ffn,
+            patch_size=(1, 2, 2),
+            qk_norm="across_heads",
+            norm_eps=1e-6,
+            text_dim=4096,
+            gradient_checkpointing=True,
+        ),
+        text=TextEncoderConfig(kind="umt5", max_length=512, zero_pad_to_max_length=True),
+        image=ImageEncoderConfig(kind="dinov2", image_size=224, patch_size=14, token_grid=8),
+        vae=VAEConfig(kind="diffusers", spatial_factor=8, temporal_factor=4, latent_channels=16, causal=True),
+        # Wan's docs sample 480p with flow shift 3.0 (5.0 at 720p)
+        flow=FlowConfig(shift=3.0, time_grid="flow_match"),
+        video=VideoConfig(frames=81, height=480, width=832),
+    )
+
+
 PRESETS: dict[str, Callable[[], AlchemistConfig]] = {
     "tiny": tiny,
     "small": small,
     "base": base,
     "large": large,
+    "wan2.1-t2v-1.3b": lambda: wan21_t2v("1.3b"),
+    "wan2.1-t2v-14b": lambda: wan21_t2v("14b"),
 }
 PRESET_NAMES = tuple(PRESETS)
 

@@ -42,15 +42,16 @@ class VideoDiT(nn.Module):
         self.latent_channels = latent_channels
         in_channels = latent_channels * (2 if config.self_conditioning else 1)
         self.patch_embed = nn.Conv3d(in_channels, d, kernel_size=patch, stride=patch)
-        self.time_embed = nn.Sequential(nn.Linear(256, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_embed = nn.Sequential(nn.Linear(config.time_freq_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.time_modulation = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
         self.text_proj = nn.Sequential(nn.Linear(text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
         self.rope = RotaryEmbedding3D(d // config.num_heads, config.rope_theta)
+        ffn_dim = config.ffn_dim or int(d * config.mlp_ratio)
         self.blocks = nn.ModuleList(
-            DiTBlock(d, config.num_heads, config.mlp_ratio, config.qk_norm, config.personalization)
+            DiTBlock(d, config.num_heads, ffn_dim, config.qk_norm, config.personalization, config.norm_eps)
             for _ in range(config.depth)
         )
-        self.final_norm = FP32LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.final_norm = FP32LayerNorm(d, elementwise_affine=False, eps=config.norm_eps)
         self.final_modulation = nn.Parameter(torch.zeros(1, 2, d))
         self.head = nn.Linear(d, math.prod(patch) * latent_channels)
         self.initialize_weights()
@@ -87,7 +88,7 @@ class VideoDiT(nn.Module):
         if self.config.frame_position:
             x = x + frame_position_embedding(grid, x.shape[-1], x.device).to(x.dtype)
         rope = self.rope(grid, x.device)
-        emb = self.time_embed(timestep_embedding(t, 256).to(x.dtype))  # (B, D)
+        emb = self.time_embed(timestep_embedding(t, self.config.time_freq_dim).to(x.dtype))  # (B, D)
         time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)
         text = self.text_proj(cond.text.to(x.dtype))
         reference = cond.reference.to(x.dtype) if cond.reference is not None else None

@@ -40,12 +40,28 @@ def flow_loss(predicted_velocity: torch.Tensor, target: torch.Tensor) -> torch.T
     return torch.nn.functional.mse_loss(predicted_velocity.float(), target.float())
 
 
-def time_grid(steps: int, shift: float = 1.0, device: torch.device | None = None) -> torch.Tensor:
-    """steps + 1 times from 1 to 0; shift > 1 spends more of the budget at high noise."""
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """shift > 1 moves every time towards noise, so a sampler spends more of its budget at high noise."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def time_grid(
+    steps: int, shift: float = 1.0, kind: str = "uniform", device: torch.device | None = None
+) -> torch.Tensor:
+    """steps + 1 times from 1 to 0.
+
+    `uniform` shifts evenly spaced times. `flow_match` is the grid of diffusers' FlowMatchEulerDiscreteScheduler
+    (1000 training steps, no dynamic shifting), which Wan's pipelines sample on: `steps` times evenly spaced
+    from 1 down to the smallest shifted training time, shifted (again), then 0."""
     if steps < 1:
         raise ValueError(f"steps={steps} must be >= 1")
-    t = torch.linspace(1.0, 0.0, steps + 1, device=device)
-    return shift * t / (1 + (shift - 1) * t)
+    if kind == "uniform":
+        return shift_time(torch.linspace(1.0, 0.0, steps + 1, device=device), shift)
+    if kind != "flow_match":
+        raise ValueError(f"time grid kind={kind!r}; expected 'uniform' or 'flow_match'")
+    smallest = shift_time(torch.tensor(1e-3, dtype=torch.float64), shift)
+    times = shift_time(torch.linspace(1.0, float(smallest), steps, dtype=torch.float64), shift)
+    return torch.cat([times.float(), torch.zeros(1)]).to(device)
 
 
 def euler_step(x: torch.Tensor, velocity: torch.Tensor, t: float, t_next: float) -> torch.Tensor:

@@ -243,6 +243,7 @@ class Generator:
             steps,
             self.config.flow.sampler,
             self.config.flow.shift,
+            self.config.flow.time_grid,
             progress,
             start=strength,
         )

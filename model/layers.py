@@ -39,9 +39,8 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, ratio: float) -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        hidden = int(dim * ratio)
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
 

@@ -1,6 +1,7 @@
 """3D rotary position embedding: the head dimension is split over time, height and width.
 
-Frequencies live in non-persistent buffers, so checkpoints stay free of them and any grid size works.
+Angles are computed per forward in float64 and returned as fp32 cos/sin (as Wan computes them), so no buffer
+is saved in checkpoints or cast to bf16 with the model, and any grid size works.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ class RotaryEmbedding3D(nn.Module):
     def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
         super().__init__()
         self.dims = axis_dims(head_dim)
-        for axis, dim in zip("thw", self.dims):
-            inv_freq = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-            self.register_buffer(f"inv_freq_{axis}", inv_freq.float(), persistent=False)
+        self.theta = theta
 
     def forward(self, grid: tuple[int, int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (cos, sin), each [L, head_dim // 2], for a t x h x w token grid in raster order."""
         angles = []
-        for axis, size in zip("thw", grid):
-            positions = torch.arange(size, device=device, dtype=torch.float32)
-            angles.append(torch.outer(positions, getattr(self, f"inv_freq_{axis}").to(device)))
+        for size, dim in zip(grid, self.dims):
+            inv_freq = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
+            angles.append(torch.outer(torch.arange(size, dtype=torch.float64, device=device), inv_freq))
         t, h, w = grid
         full = torch.cat(
             [
@@ -38,7 +37,7 @@ class RotaryEmbedding3D(nn.Module):
             ],
             dim=-1,
         ).reshape(t * h * w, -1)
-        return full.cos(), full.sin()
+        return full.cos().float(), full.sin().float()
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

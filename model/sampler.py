@@ -19,6 +19,7 @@ def sample(
     steps: int,
     method: str = "euler",
     shift: float = 1.0,
+    grid: str = "uniform",
     progress: Callable[[int, int], None] | None = None,
     start: float = 1.0,
 ) -> torch.Tensor:
@@ -28,7 +29,7 @@ def sample(
         raise ValueError(f"method={method!r}; expected 'euler' or 'heun'")
     if not 0.0 < start <= 1.0:
         raise ValueError(f"start={start} must be in (0, 1]")
-    times = (time_grid(steps, shift) * start).tolist()
+    times = (time_grid(steps, shift, grid) * start).tolist()
     x, x0 = noise, None
     for i, (t, t_next) in enumerate(zip(times[:-1], times[1:])):
         velocity, x0 = velocity_fn(x, t, x0)

@@ -103,9 +103,10 @@ class TextEncoder(FrozenEncoder):
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> TextStates:
         device = next(self.model.parameters()).device
+        zero_pad = self.config.zero_pad_to_max_length
         tokens = self.tokenizer(
             prompts,
-            padding="longest",
+            padding="max_length" if zero_pad else "longest",
             truncation=True,
             max_length=self.config.max_length,
             return_offsets_mapping=True,
@@ -115,4 +116,7 @@ class TextEncoder(FrozenEncoder):
         tokens.pop("token_type_ids", None)
         tokens = {k: v.to(device) for k, v in tokens.items()}
         states = self.model(**tokens).last_hidden_state
-        return TextStates(states=states, mask=tokens["attention_mask"].bool(), offsets=offsets)
+        mask = tokens["attention_mask"].bool()
+        if zero_pad:  # Wan: padded positions are zeros, and attention sees all max_length of them
+            states, mask = states * mask[..., None].to(states.dtype), torch.ones_like(mask)
+        return TextStates(states=states, mask=mask, offsets=offsets)

@@ -40,7 +40,7 @@ def generator() -> Generator:
 
 def test_fresh_block_is_the_identity():
     torch.manual_seed(0)
-    block = DiTBlock(48, 4, 4.0, qk_norm=True, personalization=True)
+    block = DiTBlock(48, 4, 192, qk_norm="per_head", personalization=True)
     x = torch.randn(2, 10, 48)
     rope = (torch.ones(10, 6), torch.zeros(10, 6))
     fresh_time_modulation = torch.zeros(2, 6, 48)  # what a fresh DiT's zero-initialised projection emits
