@@ -105,10 +105,9 @@ def wire_array(name: str, value: object) -> np.ndarray:
     if wire.kind == "f":
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise InvalidInputError(f"{name.lower()}={value!r} must be a number")
-        if math.isfinite(value) and abs(value) > np.finfo(wire).max:
-            raise InvalidInputError(
-                f"{name.lower()}={value!r} does not fit {dtype} (at most {np.finfo(wire).max:.4g})"
-            )
+        largest = float(np.finfo(wire).max)
+        if abs(value) > largest and not (isinstance(value, float) and math.isinf(value)):
+            raise InvalidInputError(f"{name.lower()}={value!r} does not fit {dtype} (at most {largest:.4g})")
         return np.array([value], dtype=wire)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidInputError(f"{name.lower()}={value!r} must be a whole number")

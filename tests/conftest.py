@@ -84,3 +84,18 @@ def mlflow_store(tmp_path: Path, mlflow_template_db: Path):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# Hypothesis budgets: `make test` runs a fixed, derandomized budget ("ci"); HYPOTHESIS_PROFILE=nightly runs a
+# long randomized one (tests/fuzz/README.md). Expensive properties take a fraction of max_examples.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+settings.register_profile(
+    "nightly", max_examples=2000, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
