@@ -3,6 +3,7 @@ generated vs ground truth vs references) and the same logged to MLflow (metrics,
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from collections.abc import Mapping
@@ -150,12 +151,39 @@ def write_report(
     return {"json": out / "report.json", "html": out / "report.html"}
 
 
+def protocol_fingerprint(result: EvaluationResult) -> str:
+    """Hash of everything that makes two evaluations comparable: the samples (per mode, and their keys and
+    prompts), the frames scored, and each evaluator's identity (weights, thresholds, flow, face detector)."""
+    bench, ev = result.benchmark, result.evaluators
+    basis = {
+        "samples_per_mode": bench.get("samples_per_mode"),
+        "samples_digest": bench.get("samples_digest"),
+        "num_frames": bench.get("num_frames"),
+        "model_ids": ev.get("model_ids"),
+        "flow": ev.get("flow_backend"),
+        "face_detector": ev.get("face_detector"),
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def samples_per_mode(result: EvaluationResult) -> str:
+    """`mode=n` pairs in the benchmark's mode order, e.g. `subject=3,multi_subject=2`."""
+    counts = result.benchmark.get("samples_per_mode") or {}
+    return ",".join(f"{m}={counts[m]}" for m in MODES if m in counts)
+
+
 def mlflow_tags(result: EvaluationResult) -> dict[str, str]:
+    num_frames = result.benchmark.get("num_frames")
     return {
         "evaluator.random_weights": ",".join(result.random_weights),
         "evaluator.flow": str(result.evaluators.get("flow_backend")),
         "evaluator.face_detector": str(result.evaluators.get("face_detector")).split(":")[0],
+        "evaluator.benchmark": str(result.benchmark.get("name", "")),
+        "evaluator.layout": str(result.benchmark.get("layout", "")),
         "evaluator.samples": str(len(result.samples)),
+        "evaluator.samples_per_mode": samples_per_mode(result),
+        "evaluator.num_frames": "all" if num_frames is None else str(num_frames),
+        "evaluator.protocol": protocol_fingerprint(result),
         **{f"evaluator.model.{k}": v[:250] for k, v in result.evaluators.get("model_ids", {}).items()},
     }
 

@@ -56,6 +56,7 @@ class EvaluationResult:
     random_weights: list[str]
     evaluators: dict[str, Any]
     cache: dict[str, int] = field(default_factory=dict)
+    benchmark: dict[str, Any] = field(default_factory=dict)  # `benchmark_identity`: what was scored
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +207,27 @@ class _Scorer:
         return scores
 
 
+def benchmark_identity(benchmark: Benchmark, num_frames: int | None) -> dict[str, Any]:
+    """What a score is a score of: samples per mode, a digest of (key, prompt) of every sample, frames kept.
+
+    Two runs are comparable only when these agree (and their evaluators do), whatever the folder is called.
+    """
+    import hashlib
+    import json
+
+    counts: dict[str, int] = {}
+    for s in benchmark.samples:
+        counts[s.mode] = counts.get(s.mode, 0) + 1
+    digest = hashlib.sha256(json.dumps([(s.key, s.prompt) for s in benchmark.samples]).encode()).hexdigest()
+    return {
+        "name": benchmark.name,
+        "layout": benchmark.layout,
+        "samples_per_mode": counts,
+        "samples_digest": digest[:12],
+        "num_frames": num_frames,
+    }
+
+
 def _world() -> tuple[int, int]:
     """(rank, world_size); initialises gloo when launched by torchrun and not yet initialised."""
     import torch.distributed as dist
@@ -306,6 +328,7 @@ def evaluate_videos(
             "model_ids": suite.model_ids(),
         },
         cache={"hits": sum(h for h, _ in stats), "misses": sum(m for _, m in stats)},
+        benchmark=benchmark_identity(benchmark, num_frames),
     )
 
 

@@ -6,6 +6,8 @@ Metric names are the evaluation's MLflow keys without the `eval/` prefix: `<mode
     name: default
     description: why this policy exists
     allow_random_evaluators: false
+    allow_unknown_data_rev: false   # a candidate without a DVC data revision fails unless true
+    allow_unlike_baseline: false    # a champion scored on another benchmark fails the gate unless true
     thresholds:          # candidate must reach at least this value
       subject/subj_s: 0.5
     must_not_regress:    # candidate >= champion - tolerance
@@ -24,6 +26,7 @@ from pathlib import Path
 import yaml
 
 POLICY_DIR = Path(__file__).parent / "policies"
+FLAGS = ("allow_random_evaluators", "allow_unknown_data_rev", "allow_unlike_baseline")
 
 
 class PolicyError(ValueError):
@@ -35,6 +38,8 @@ class GatePolicy:
     name: str
     description: str = ""
     allow_random_evaluators: bool = False
+    allow_unknown_data_rev: bool = False
+    allow_unlike_baseline: bool = False  # True: skip the champion comparison (and say so) instead of failing
     thresholds: dict[str, float] = field(default_factory=dict)
     must_not_regress: dict[str, float] = field(default_factory=dict)
     must_improve: tuple[str, ...] = ()
@@ -70,16 +75,17 @@ def parse_policy(data: dict, source: str = "<policy>") -> GatePolicy:
     unknown = set(data) - {
         "name",
         "description",
-        "allow_random_evaluators",
+        *FLAGS,
         "thresholds",
         "must_not_regress",
         "must_improve",
     }
     if unknown:
         raise PolicyError(f"{source}: unknown keys {sorted(unknown)}")
-    allow = data.get("allow_random_evaluators", False)
-    if not isinstance(allow, bool):
-        raise PolicyError(f"{source}: allow_random_evaluators={allow!r} must be true or false")
+    flags = {key: data.get(key, False) for key in FLAGS}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise PolicyError(f"{source}: {key}={value!r} must be true or false")
     improve = data.get("must_improve") or []
     if not isinstance(improve, list) or not all(isinstance(m, str) and "/" in m for m in improve):
         raise PolicyError(
@@ -91,7 +97,7 @@ def parse_policy(data: dict, source: str = "<policy>") -> GatePolicy:
     return GatePolicy(
         name=str(data["name"]),
         description=str(data.get("description", "")).strip(),
-        allow_random_evaluators=allow,
+        **flags,
         thresholds=_number_map(data.get("thresholds"), "thresholds", source),
         must_not_regress=regress,
         must_improve=tuple(improve),

@@ -32,7 +32,7 @@ from components.train.ema import EMA, gathered
 from components.train.engine import build_engine, device_for_rank, init_distributed
 from components.train.sampler import ResumableSampler
 from components.train.samples import fixed_prompts, generate_samples
-from components.train.tracking import Tracker, git_commit, tracking_uri
+from components.train.tracking import Tracker, git_commit, run_name, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +210,14 @@ class StageRunner:
             log.info("resumed stage %d from %s at step %d", self.stage, latest, state.step)
 
         tracker = Tracker(enabled=self.rank == 0)
-        name = f"{self.cfg.run_name or Path(self.cfg.out).name}-stage{self.stage}"
+        name = run_name(
+            self.cfg.run_name or Path(self.cfg.out).name, self.stage, self.cfg.preset, self.cfg.data_rev
+        )
         state.mlflow_run_id = tracker.start(
             tracking_uri(self.cfg.tracking_uri), self.cfg.experiment, name, state.mlflow_run_id
         )
         self.log_run_info(tracker, model, engine)
+        tracker.log_data_input(self.cfg.data.manifest, self.cfg.data_rev)
         self.prompts = fixed_prompts(dataset, self.cfg.num_sample_prompts) if self.rank == 0 else []
         sampler.set_position(state.epoch, state.offset)
         status = "FAILED"

@@ -66,8 +66,13 @@ def evaluate_command(
     tracking_uri: str = typer.Option(
         None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///work/mlflow.db)."
     ),
-    experiment: str = typer.Option("evaluate", help="MLflow experiment for a new run."),
-    run_id: str = typer.Option(None, help="Log into this existing MLflow run (e.g. the training run)."),
+    experiment: str = typer.Option(
+        "evaluate", help="MLflow experiment for a new run (only when no training run is known)."
+    ),
+    run_id: str = typer.Option(
+        None,
+        help="Log into this MLflow run (default: the run that trained --checkpoint, from its result.json).",
+    ),
 ) -> None:
     """Generate (or read) one video per benchmark sample, score it, write report.json/report.html, log to MLflow."""
     import dataclasses
@@ -78,7 +83,7 @@ def evaluate_command(
 
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
-    from components.evaluate.report import log_to_mlflow, write_report
+    from components.evaluate.report import write_report
     from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
 
     if (checkpoint is None) == (videos is None):
@@ -125,24 +130,52 @@ def evaluate_command(
     console.print(table)
     console.print(f"report: {out / 'report.html'}")
     if mlflow_log:
-        import mlflow
-
-        uri = resolve_tracking_uri(tracking_uri)
-        mlflow.set_tracking_uri(uri)
-        if run_id is None:
-            if uri.startswith("sqlite:///") and mlflow.get_experiment_by_name(experiment) is None:
-                # artifacts beside the database (work/mlartifacts), not in ./mlruns of whatever the cwd is
-                artifacts = Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment
-                mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
-            mlflow.set_experiment(experiment)
-            with mlflow.start_run() as run:
-                mlflow.log_params(
-                    {"benchmark": str(benchmark), "layout": bench.layout, "checkpoint": str(checkpoint or "")}
-                )
-                run_id = log_to_mlflow(result, out, run.info.run_id)
-        else:
-            log_to_mlflow(result, out, run_id)
+        run_id = log_evaluation(result, out, bench, checkpoint, videos, run_id, tracking_uri, experiment)
         console.print(f"MLflow run: {run_id}")
+
+
+def training_run_id(checkpoint: Path | None) -> str | None:
+    """The MLflow run that trained `checkpoint` (its result.json records it), so evaluation logs there."""
+    import json
+
+    result = checkpoint / "result.json" if checkpoint is not None else None
+    if result is None or not result.is_file():
+        return None
+    return json.loads(result.read_text()).get("mlflow_run_id") or None
+
+
+def log_evaluation(
+    result, out: Path, bench, checkpoint: Path | None, videos: Path | None, run_id, tracking_uri, experiment
+) -> str:
+    """Log into `run_id`, else into the checkpoint's training run, else into a new run of `experiment`."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from components.evaluate.report import log_to_mlflow
+    from components.train.tracking import run_name, use_experiment
+
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    target = run_id or training_run_id(checkpoint)
+    if target is not None:
+        try:
+            mlflow.MlflowClient(uri).get_run(target)
+        except MlflowException as err:
+            source = "--run-id" if run_id else f"{checkpoint}/result.json"
+            typer.echo(
+                f"error: MLflow run {target} (from {source}) is not in the tracking store {uri}; "
+                "pass the training store's --tracking-uri, or --run-id",
+                err=True,
+            )
+            raise typer.Exit(2) from err
+        return log_to_mlflow(result, out, target)
+    use_experiment(uri, experiment)
+    label = (videos or checkpoint or out).name
+    with mlflow.start_run(run_name=run_name(label, "evaluate", bench.name, None)) as run:
+        mlflow.log_params(
+            {"benchmark": str(bench.root), "layout": bench.layout, "checkpoint": str(checkpoint or "")}
+        )
+        return log_to_mlflow(result, out, run.info.run_id)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,7 @@
-"""`alchemist promote`: run the promotion gate on an evaluated MLflow run."""
+"""`alchemist promote`: run the promotion gate on an evaluated MLflow run.
+
+Exit codes (components/promote/README.md): 0 PASS, 1 FAIL, 2 error (bad policy, run or registry state).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,15 @@ import typer
 
 def promote_command(
     run_id: str = typer.Option(
-        ..., help="MLflow run holding the candidate's eval/* metrics and its model artifact."
+        ...,
+        help="MLflow run holding the candidate's eval/* metrics and its model artifact (the training run).",
     ),
     model_name: str = typer.Option(
         "video-alchemist", help="Registered model name in the MLflow model registry."
     ),
     policy: str = typer.Option("default", help="Gate policy: a YAML path or a bundled name (demo, default)."),
     artifact_path: str = typer.Option(
-        "model", help="Run artifact path of the model (checkpoint folder or logged model)."
+        "checkpoint", help="Run artifact path of the model (where `alchemist train` logs its final model)."
     ),
     publish_repository: Path = typer.Option(
         None, help="Triton model repository to publish into on pass (version folder = registry version)."
@@ -26,12 +30,13 @@ def promote_command(
         None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///work/mlflow.db)."
     ),
 ) -> None:
-    """Decide pass/fail under POLICY, record it on the run, and move the registry aliases accordingly."""
-    import mlflow
-    from rich.console import Console
-    from rich.markdown import Markdown
+    """Decide pass/fail under POLICY, record it on the run and the registry version, move the aliases.
 
-    from components.promote.gate import PromotionError, promote, repository_publisher
+    Exits 0 on PASS, 1 on FAIL, 2 on an error (nothing changed).
+    """
+    import mlflow
+
+    from components.promote.gate import EXIT_ERROR, EXIT_FAIL, PromotionError, promote, repository_publisher
     from components.promote.policy import PolicyError, load_policy
     from pipelines.commands.evaluate import resolve_tracking_uri
 
@@ -43,12 +48,12 @@ def promote_command(
         publish = repository_publisher(publish_repository, triton_name) if publish_repository else None
         decision = promote(run_id, model_name, gate_policy, artifact_path=artifact_path, publish=publish)
     except (PolicyError, PromotionError) as err:
-        raise typer.BadParameter(str(err)) from err
-    console = Console()
-    console.print(Markdown(decision.markdown()))
-    console.print(
-        "changes: " + ("; ".join(decision.actions) if decision.actions else "none (already applied)")
-    )
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_ERROR) from err
+    typer.echo(decision.text(), nl=False)
+    typer.echo("changes: " + ("; ".join(decision.actions) if decision.actions else "none (already applied)"))
+    if not decision.passed:
+        raise typer.Exit(EXIT_FAIL)
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,22 @@ import typer
 
 runs_app = typer.Typer(help="Inspect MLflow runs.", no_args_is_help=True)
 MISSING = "-"
+LOCAL_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+
+def compare_url(tracking_uri: str, runs: list, ui_url: str | None = None) -> str:
+    """The MLflow UI's compare page for `runs` (the UI's own route: `#/compare-runs?runs=[..]&experiments=[..]`).
+
+    A server tracking URI is its own UI; a file or database store is served by `mlflow ui` at `ui_url`.
+    """
+    import json
+    from urllib.parse import quote
+
+    base = ui_url or (tracking_uri if tracking_uri.startswith(("http://", "https://")) else LOCAL_UI)
+    ids = [r.info.run_id for r in runs]
+    experiments = list(dict.fromkeys(r.info.experiment_id for r in runs))
+    query = f"runs={quote(json.dumps(ids))}&experiments={quote(json.dumps(experiments))}"
+    return f"{base.rstrip('/')}/#/compare-runs?{query}"
 
 
 def run_differences(run_a, run_b, include_system_tags: bool = False) -> list[tuple[str, str, str, str]]:
@@ -38,6 +54,9 @@ def compare(
         None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///work/mlflow.db)."
     ),
     system_tags: bool = typer.Option(False, help="Also compare MLflow's own mlflow.* tags."),
+    ui_url: str = typer.Option(
+        None, help=f"MLflow UI address for the compare link (default: a server URI itself, else {LOCAL_UI})."
+    ),
 ) -> None:
     """Print a table of the params, metrics and tags whose values differ between RUN_A and RUN_B."""
     import mlflow
@@ -47,15 +66,19 @@ def compare(
 
     from pipelines.commands.evaluate import resolve_tracking_uri
 
-    client = mlflow.MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    uri = resolve_tracking_uri(tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=uri)
     try:
         a, b = client.get_run(run_a), client.get_run(run_b)
     except MlflowException as err:
-        raise typer.BadParameter(f"cannot read the runs: {err}") from err
+        typer.echo(f"error: cannot read runs {run_a}, {run_b} from {uri}: {err.message}", err=True)
+        raise typer.Exit(2) from err
     rows = run_differences(a, b, system_tags)
     console = Console()
+    link = compare_url(uri, [a, b], ui_url)
     if not rows:
         console.print(f"Runs {run_a} and {run_b} have the same params, metrics and tags.")
+        console.print(f"MLflow UI: {link}", soft_wrap=True)
         return
     table = Table(title=f"{a.info.run_name or run_a} vs {b.info.run_name or run_b}: {len(rows)} differences")
     for column in ("kind", "key", f"A ({run_a[:8]})", f"B ({run_b[:8]})"):
@@ -63,6 +86,10 @@ def compare(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    hint = (
+        "" if uri.startswith(("http://", "https://")) else f" (after `mlflow ui --backend-store-uri {uri}`)"
+    )
+    console.print(f"MLflow UI compare: {link}{hint}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
