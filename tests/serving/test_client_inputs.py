@@ -101,7 +101,7 @@ def test_http_to_a_grpc_port_says_so():
     ("flags", "expected"),
     [
         (["--seed", "99999999999999999999"], "error: seed=99999999999999999999 does not fit INT64"),
-        (["--steps", "4294967297"], "error: steps=4294967297 does not fit INT32"),
+        (["--sample-steps", "4294967297"], "error: steps=4294967297 does not fit INT32"),
         (["--ref", "dog={gif}"], "error: reference 0 of 'dog' ({gif}) is a GIF image"),
     ],
 )
