@@ -44,7 +44,6 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,33 +55,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.embedded import EmbeddedConfig  # noqa: E402
+from components.embedded.personalization import (  # noqa: E402
+    WORLD,
+    EvalSample,
+    clip_masks,
+    condition_references,
+    load_rgb,
+    load_rgba,
+)
 from components.evaluate import toyworld  # noqa: E402
 from components.train.dataset import decode_clip, read_manifest  # noqa: E402
 
 ROLES = ("upper", "lower")
 MIN_LANE_GAP = 0.12  # fraction of the frame height between two entities' mean heights
-ENTITY_SIZE = (0.34, 0.42)  # one size range for every identity: size must not say who is who
-# The benchmark's own embedded world: every clip has two identities of any kind, equally sized, in separate
-# lanes. With the default world (one subject and one object, subjects larger) a model can tell which
-# reference belongs where from size and kind alone and never needs the words.
-WORLD = EmbeddedConfig(
-    two_entity_prob=1.0, cross_prob=0.0, pairing="any", subject_size=ENTITY_SIZE, object_size=ENTITY_SIZE
-)
+# The benchmark's own embedded world (`personalization.WORLD`): every clip has two identities of any kind,
+# equally sized, in separate lanes. With the default world (one subject and one object, subjects larger) a
+# model can tell which reference belongs where from size and kind alone and never needs the words.
 BACKDROP_SETS = {"space": ("hubble",), "all": None}
 PROBE_TIMES = (0.25, 0.5, 0.75)  # noise levels of the denoising binding probe
 EXPERIMENT = "video-alchemist-learns-personalization"
-
-
-@dataclass
-class EvalSample:
-    sample_id: str
-    video: np.ndarray  # uint8 [T, H, W, 3]: the real clip, decoded as the trainer decodes it
-    caption: str
-    roles: dict[str, str]  # role word -> identity name
-    masks: dict[str, np.ndarray]  # role word -> bool [T, H, W] at the generated size
-    truth: dict[str, tuple[np.ndarray, np.ndarray]]  # role word -> identity photo (rgb, mask)
-    references: dict[str, list[np.ndarray]]  # role word -> mined crops (uint8)
-    background: np.ndarray | None
 
 
 # ----------------------------------------------------------------------------- data
@@ -105,16 +96,6 @@ def ensure_dataset(embedded: Path, mined: Path, samples: int, world: EmbeddedCon
         # it pairs crops with the wrong words about half of the time here (benchmarks/README.md).
         config = MinerConfig(workers=1, segmenter="masks", masks_dir=str(embedded / "ground_truth" / "masks"))
         mine_dataset(str(embedded / "videos"), str(embedded / "captions.jsonl"), str(mined), config)
-
-
-def clip_masks(paths: list[str], start: int, end: int, frames: int, size: int) -> np.ndarray:
-    """Ground-truth masks of the mined clip's frames, picked and resized exactly as the trainer decodes."""
-    from components.embedded import load_mask
-
-    window = paths[start:end]
-    picks = np.linspace(0, len(window) - 1, frames).round().astype(int)
-    masks = np.stack([load_mask(window[i]) for i in picks])
-    return toyworld.resample_masks(masks, None, (size, size))
 
 
 def describe(masks: np.ndarray) -> tuple[float, int]:
@@ -218,21 +199,6 @@ def build_role_dataset(
     return out, evals
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB")).copy()
-
-
-def load_rgba(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        rgba = np.asarray(im.convert("RGBA"))
-    return rgba[..., :3].copy(), rgba[..., 3] > 0
-
-
 # ----------------------------------------------------------------------------- training
 def train_stage(
     args: argparse.Namespace, manifest: Path, out: Path, stage: int, binding: bool, init_from: Path | None
@@ -277,18 +243,6 @@ def train_stage(
 
 
 # ----------------------------------------------------------------------------- evaluation
-def condition_references(samples: list[EvalSample], i: int, condition: str) -> dict[str, list[np.ndarray]]:
-    """The references sample i is generated with under (a) correct, (b) shuffled or (c) no references."""
-    sample = samples[i]
-    if condition == "shuffled":  # another sample's crops, one per role word
-        donor = samples[(i + 1) % len(samples)]
-        pool = [img for role in ROLES for img in donor.references.get(role, [])]
-        return {role: [donor.references.get(role, pool)[0]] for role in sample.references}
-    if condition == "none":
-        return {}
-    return {role: imgs[:3] for role, imgs in sample.references.items()}
-
-
 def evaluate(
     model_dir: Path, samples: list[EvalSample], condition: str, args: argparse.Namespace, strength: float
 ) -> dict:
@@ -302,7 +256,7 @@ def evaluate(
     for i, sample in enumerate(samples):
         video = generator.generate(
             sample.caption,
-            references=condition_references(samples, i, condition),
+            references=condition_references(samples, i, condition, ROLES),
             background=sample.background,
             steps=args.sample_steps,
             guidance=args.guidance,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
 from pipelines.cluster import COMPONENT_IMAGE, ClusterOptions, use_gpus, use_platform
 
@@ -108,6 +108,7 @@ def record_outcome(
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def summarize(
     dataset: Input[Dataset],
+    model: Input[Model],
     validation: Input[Artifact],
     evaluation: Input[Artifact],
     gate: Input[Markdown],
@@ -125,6 +126,8 @@ def summarize(
     from pathlib import Path
 
     record = {
+        "dataset": dataset.path,
+        "model": model.path,
         "data_rev": dataset.metadata.get("data_rev", ""),
         "dvc_remote": dataset.metadata.get("remote", ""),
         "validation_report": f"{validation.uri}/validation.html",
@@ -171,7 +174,7 @@ def build_pipeline(cluster: ClusterOptions | None = None):
         evaluators: dict = {},  # noqa: B006 - EvaluatorConfig fields: weight locations of CLIP, DINO, ...
         ground_truth: str = "",
         gate_policy: str = "demo",
-        registered_model: str = "video-alchemist",
+        registered_model: str = "video_alchemist",
         tracking_uri: str = "",
         dvc_repo: str = "/tmp/alchemist-dvc",
         dvc_remote: str = "",
@@ -250,6 +253,7 @@ def build_pipeline(cluster: ClusterOptions | None = None):
 
             summary = summarize(
                 dataset=versioned.outputs["versioned"],
+                model=stage2.outputs["model"],
                 validation=checked.outputs["details"],
                 evaluation=scored.outputs["details"],
                 gate=decided.outputs["summary"],

@@ -44,6 +44,10 @@ class EmbeddedConfig:
     max_zoom: float = 0.25
     pairing: Literal["subject+object", "any"] = "subject+object"
     backdrops: tuple[str, ...] | None = None  # names in BACKDROPS to draw from; None: all of them
+    # Words for the upper and the lower lane's entity instead of each identity's own word ("the kite moves
+    # right and the ball moves left across the grass"): the words then say where, only references say how
+    # an entity looks. Needs two entities per clip in separate lanes.
+    lane_words: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.num_frames < 3:
@@ -55,17 +59,25 @@ class EmbeddedConfig:
             )
         if self.pairing not in ("subject+object", "any"):
             raise ValueError(f"pairing={self.pairing!r}; expected 'subject+object' or 'any'")
+        if self.lane_words is not None and (
+            len(set(self.lane_words)) != 2 or self.two_entity_prob != 1.0 or self.cross_prob != 0.0
+        ):
+            raise ValueError(
+                f"lane_words={self.lane_words!r} needs two distinct words, two_entity_prob=1 and cross_prob=0"
+            )
         if self.height % 2 or self.width % 2 or min(self.height, self.width) < 16:
             raise ValueError(f"height={self.height} and width={self.width} must be even and >= 16")
 
 
 @dataclass(frozen=True)
 class EntityPlan:
-    """One entity's identity and its trajectory: centre (x, y) and height per frame, in pixels."""
+    """One entity's identity, the word its caption names it by, and its trajectory: centre (x, y) and
+    height per frame, in pixels."""
 
     identity: str
     centers: np.ndarray  # (T, 2)
     heights: np.ndarray  # (T,)
+    word: str
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,7 @@ def plan_sample(rng: np.random.Generator, config: EmbeddedConfig) -> SamplePlan:
     crossing = len(cast) == 2 and rng.random() < config.cross_prob
     lanes = rng.permutation([0.27, 0.73])
     direction = 1 if rng.random() < 0.5 else -1
-    plans = []
+    plans, moves = [], []
     for k, name in enumerate(cast):
         low, high = config.subject_size if IDENTITIES[name].kind == "subject" else config.object_size
         crop, _ = identity_crop(name)
@@ -119,15 +131,21 @@ def plan_sample(rng: np.random.Generator, config: EmbeddedConfig) -> SamplePlan:
         # other; in separate bands they pass each other. Moving in lockstep would make them one blob.
         flip = -direction if k == 1 else direction
         lane = 0.5 if crossing else (float(lanes[k]) if len(cast) == 2 else rng.uniform(0.35, 0.65))
-        plans.append(EntityPlan(name, _path(rng, config, name, heights, lane, flip), heights))
+        word = IDENTITIES[name].word
+        if config.lane_words is not None:
+            word = config.lane_words[0 if lane < 0.5 else 1]
+            moves.append((lane, f"the {word} moves {'right' if flip > 0 else 'left'}"))
+        plans.append(EntityPlan(name, _path(rng, config, name, heights, lane, flip), heights, word))
     order = rng.permutation(len(plans))
     texture = backdrop_texture(backdrop)
     side = int(min(texture.shape[:2]) * rng.uniform(0.5, 0.9))
     x0 = int(rng.integers(0, texture.shape[1] - side + 1))
     y0 = int(rng.integers(0, texture.shape[0] - side + 1))
-    words = [IDENTITIES[n].word for n in cast]
+    words = [plan.word for plan in plans]
     template = str(rng.choice(_TWO if len(cast) == 2 else _ONE))
     caption = template.format(a=_article(words[0]), b=_article(words[-1]), bg=BACKDROPS[backdrop].phrase)
+    if moves:  # upper lane first, each with its direction: the text lays out the scene
+        caption = f"{' and '.join(m for _, m in sorted(moves))} across {BACKDROPS[backdrop].phrase}"
     return SamplePlan(backdrop, (x0, y0, x0 + side, y0 + side), tuple(plans[i] for i in order), caption)
 
 

@@ -74,12 +74,12 @@ def generate_embedded_dataset(
             identity = IDENTITIES[entity.identity]
             mask_paths = []
             for t, mask in enumerate(rendered.masks[entity.identity]):
-                path = f"masks/{sample_id}/{identity.word}/{t:05d}.png"
+                path = f"masks/{sample_id}/{entity.word}/{t:05d}.png"
                 (truth / path).parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(truth / path), mask.astype(np.uint8) * 255)
                 mask_paths.append(path)
             rows.append(
-                _row(sample_id, plan.caption, identity.word, identity.kind, entity.identity, mask_paths)
+                _row(sample_id, plan.caption, entity.word, identity.kind, entity.identity, mask_paths)
             )
             rows[-1]["background_path"] = background_path
         backdrop = BACKDROPS[plan.backdrop]

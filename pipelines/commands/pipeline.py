@@ -119,6 +119,7 @@ def run(
 
 
 def _print_result(console, result) -> None:
+    from pipelines.commands.serve import EXPECTATION
     from pipelines.local import console_script
 
     paths, summary = result.paths, result.summary
@@ -139,6 +140,14 @@ def _print_result(console, result) -> None:
         f"  gate decision:      [bold]{summary['decision'].upper()}[/bold] for model version "
         f"{summary['model_version']} ({summary['gate_summary']})"
     )
+    if result.reference is not None:
+        check = result.reference
+        console.print(f"  {check.line()}")
+        console.print(f"                      strip {check.strip}, animated {check.gif}")
+        console.print(
+            "                      (each row: references | generated with them | another clip's references | generated)"
+        )
+    console.print(f"  {EXPECTATION}")
     if result.served is not None:
         served = result.served
         console.print(
@@ -155,7 +164,9 @@ def _print_result(console, result) -> None:
 def compile_(
     out: Path = typer.Option(Path("work/video_alchemist.yaml"), help="Where to write the KFP IR YAML."),
     image: str = typer.Option(
-        None, help="Component image (built from infra/Dockerfile, target component).", show_default=COMPONENT_IMAGE
+        None,
+        help="Component image (built from infra/Dockerfile, target component).",
+        show_default=COMPONENT_IMAGE,
     ),
     gpus: int = typer.Option(8, help="GPUs per training/evaluation step."),
     accelerator: str = typer.Option("nvidia.com/gpu", help="Accelerator resource name."),

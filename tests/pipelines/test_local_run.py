@@ -107,7 +107,7 @@ def test_mlflow_holds_runs_metrics_artifacts_and_an_aliased_version(first_run):
     assert len(runs) == 2, "one MLflow run per training stage"
     assert all(r.data.metrics for r in runs)
     assert first_run.summary["decision"] == "pass"
-    version = client.get_model_version_by_alias("video-alchemist", "champion")
+    version = client.get_model_version_by_alias("video_alchemist", "champion")
     assert version.run_id == candidate.info.run_id
     assert str(version.version) == first_run.summary["model_version"]
 
