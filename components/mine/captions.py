@@ -64,10 +64,11 @@ def load_captions(path: str | Path, captions_per_video: int = 1, name: str | Non
     if suffix not in (".jsonl", ".ndjson", ".csv", ".json"):
         raise CaptionsError(f"captions file {name} must be .jsonl, .csv or MSR-VTT .json, got {suffix!r}")
     try:
-        # surrogateescape: an undecodable byte spoils its own record only (see _text), not the whole file
-        text = path.read_text(encoding="utf-8-sig", errors="surrogateescape")
+        data = path.read_bytes()  # not read_text: its newline translation turns a CSV field's "\r" into "\n"
     except OSError as error:
         raise CaptionsError(f"captions file {name} cannot be read: {error.strerror or error}") from error
+    # surrogateescape: an undecodable byte spoils its own record only (see _text), not the whole file
+    text = data.decode("utf-8-sig", errors="surrogateescape")
     if suffix == ".csv":
         return _csv(text, name)
     if suffix == ".json":
@@ -79,7 +80,7 @@ def _jsonl(text: str, name: str) -> Captions:
     captions = Captions()
     # Split on newlines only: str.splitlines() also splits on U+2028 and friends, which JSON strings may hold.
     for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+        if not line.strip(" \t\r"):  # blank by JSON's own whitespace; anything else is a record or a problem
             continue
         where = f"{name}:{number}"
         try:
