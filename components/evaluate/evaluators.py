@@ -21,9 +21,11 @@ from components.evaluate.arcface import TINY_CONFIG, IResNet, config_dict, load_
 from components.evaluate.dynamics import FlowBackend, make_flow
 from components.evaluate.faces import FaceDetector, extend_face_box, make_face_detector
 from components.evaluate.metrics import box_mask_consistent
+from components.evaluate.text import clip_normalize
 from components.evaluate.weights import config_fingerprint, folder_fingerprint, local_path
 
 EVALUATOR_NAMES = ("clip", "dino", "grounding_dino", "sam", "arcface")
+DINO_LAYER_NORM_EPS = 1e-6  # `partial(nn.LayerNorm, eps=1e-6)` in DINO's vision_transformer.py
 
 
 @dataclass
@@ -119,12 +121,17 @@ class ClipEmbedder:
 
     @torch.no_grad()
     def text(self, prompt: str) -> np.ndarray:
-        ids = torch.tensor([self.tokenize(prompt)], device=self.device)
+        """Text embedding of the prompt, normalised first as CLIP's own tokenizer does (`clip_normalize`)."""
+        ids = torch.tensor([self.tokenize(clip_normalize(prompt))], device=self.device)
         return self.model.get_text_features(input_ids=ids).pooler_output[0].float().cpu().numpy()
 
 
 class DinoEmbedder:
-    """DINO ViT CLS embedding (the torch.hub `dino_vitb16` output: final-norm CLS token, no head)."""
+    """DINO ViT CLS embedding (the torch.hub `dino_vitb16` output: final-norm CLS token, no head).
+
+    DINO's ViT uses LayerNorm eps 1e-6; the transformers `facebook/dino-vitb16` config leaves it at
+    ViTConfig's 1e-12, so loading sets 1e-6 and the model id records what the config said.
+    """
 
     def __init__(self, path: str | None, device: str, seed: int) -> None:
         from transformers import ViTConfig, ViTModel
@@ -132,8 +139,15 @@ class DinoEmbedder:
         self.device = device
         if path:
             folder = local_path(path)
-            self.model = ViTModel.from_pretrained(folder, add_pooling_layer=False).eval().to(device)
-            self.model_id = f"dino:{folder_fingerprint(folder)}"
+            self.config_layer_norm_eps = ViTConfig.from_pretrained(folder).layer_norm_eps
+            self.model = (
+                ViTModel.from_pretrained(folder, add_pooling_layer=False, layer_norm_eps=DINO_LAYER_NORM_EPS)
+                .eval()
+                .to(device)
+            )
+            self.model_id = f"dino:{folder_fingerprint(folder)}:ln_eps={DINO_LAYER_NORM_EPS:g}"
+            if self.config_layer_norm_eps != DINO_LAYER_NORM_EPS:
+                self.model_id += f"(config {self.config_layer_norm_eps:g})"
             self.random = False
         else:
             config = ViTConfig(
@@ -142,7 +156,9 @@ class DinoEmbedder:
                 num_hidden_layers=2,
                 num_attention_heads=2,
                 patch_size=16,
+                layer_norm_eps=DINO_LAYER_NORM_EPS,
             )
+            self.config_layer_norm_eps = DINO_LAYER_NORM_EPS
             self.model = _seeded(seed, lambda: ViTModel(config, add_pooling_layer=False)).eval().to(device)
             self.model_id = f"dino:random:{seed}:{config_fingerprint(config.to_dict())}"
             self.random = True
@@ -452,7 +468,7 @@ class EvaluatorSuite:
                     continue
                 x0, y0, x1, y1 = frame_boxes[word]
                 crop_mask = masks[word][y0:y1, x0:x1]
-                if y1 <= y0 or x1 <= x0 or not box_mask_consistent(frame_boxes[word], crop_mask.shape):
+                if not box_mask_consistent(frame_boxes[word], crop_mask.shape):
                     continue
                 pixels = preprocess.dino_subject_crop(frame, (x0, y0, x1, y1), crop_mask)
                 found[word] = self.dino(pixels[None])[0]

@@ -100,10 +100,14 @@ def dino_subject_crop(
 ) -> torch.Tensor:
     """Detected subject in a generated frame: box crop, mask onto white, pad square, resize, ImageNet norm.
 
-    `mask` is already cropped to the box (as in `load_subject_image_dino`).
+    `mask` is already cropped to the box (as in `load_subject_image_dino`). A zero-area box gives an empty
+    crop, which the reference pads into a white square and embeds like any other crop: so does this.
     """
     x0, y0, x1, y1 = box_xyxy
     crop = frame[y0:y1, x0:x1, :3]
+    if crop.size == 0:
+        white = np.full((size, size, 3), WHITE, dtype=np.uint8)  # any white square resizes to this one
+        return normalize(white, IMAGENET_MEAN, IMAGENET_STD)
     return normalize(
         resize_bicubic(pad_square_white(mask_onto_white(crop, mask)), size), IMAGENET_MEAN, IMAGENET_STD
     )

@@ -21,10 +21,12 @@ from components.evaluate.cache import EmbeddingCache
 from components.evaluate.dynamics import dynamic_degree
 from components.evaluate.evaluators import EvaluatorSuite
 from components.evaluate.metrics import face_similarity, subject_similarity, text_similarity, video_similarity
+from components.evaluate.text import clip_normalize
 from components.evaluate.toyworld import ToyGroundTruth, resample_masks, score_sample
 from components.evaluate.video_io import read_frames_at, read_image, read_video, sha256_array, sha256_file
 
 VideoInput = str | Path | np.ndarray | tuple[np.ndarray, float]
+SUBJECTS_CACHE_VERSION = 2  # bump when detection -> crop -> embedding changes (2: zero-area boxes embed white)
 
 
 class EvaluationError(RuntimeError):
@@ -106,7 +108,7 @@ class _Scorer:
         import hashlib
 
         clip = self.suite.clip
-        sha = hashlib.sha256(prompt.encode()).hexdigest()
+        sha = hashlib.sha256(clip_normalize(prompt).encode()).hexdigest()  # the text CLIP actually embeds
         return self._cached(sha, clip.model_id, "clip_text", lambda: {"emb": clip.text(prompt)})["emb"]
 
     def gt_frames(self, sample: BenchmarkSample) -> np.ndarray:
@@ -145,7 +147,7 @@ class _Scorer:
         import hashlib
 
         model_id = f"{self.suite.segmenter.model_id}|{self.suite.dino.model_id}"
-        kind = "subjects-" + hashlib.sha256("\x00".join(words).encode()).hexdigest()[:12]
+        kind = f"subjects-v{SUBJECTS_CACHE_VERSION}-" + hashlib.sha256("\x00".join(words).encode()).hexdigest()[:12]
 
         def compute() -> dict[str, np.ndarray]:
             found = self.suite.subject_embeddings(frames, words)

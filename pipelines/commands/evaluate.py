@@ -47,7 +47,11 @@ def evaluate_command(
     ),
     face_detector: str = typer.Option(None, help="'haar' (OpenCV's bundled cascade) or 'yunet:<onnx>'."),
     flow: str = typer.Option(None, help="Dync-D flow backend: 'farneback' or 'raft:<weights>'."),
-    num_frames: int = typer.Option(None, help="Score only the first N frames of each video."),
+    num_frames: int = typer.Option(
+        None,
+        help="Score only the first N frames of each video. Required for the published layout, as the "
+        "reference's --num_frames is; the manifest layout scores every frame by default.",
+    ),
     fps: float = typer.Option(
         8.0, help="Frame rate of generated videos (written to mp4; Dync-D samples at ~8 fps)."
     ),
@@ -101,6 +105,13 @@ def evaluate_command(
         )
     suite = EvaluatorSuite(EvaluatorConfig(**fields))
     bench = load_benchmark(benchmark, layout, split).select(modes.split(",") if modes else None, limit)
+    if bench.layout == "published" and num_frames is None:
+        typer.echo(
+            f"error: {benchmark} is in the published MSRVTT-Personalization layout, whose protocol scores the "
+            "first N frames of each video: pass --num-frames N (the reference's required --num_frames)",
+            err=True,
+        )
+        raise typer.Exit(2)
     if checkpoint is not None:
         generation = GenerationConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, device=device)
         generated = generate_videos(checkpoint, bench, out / "generated", generation)

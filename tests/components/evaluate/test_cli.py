@@ -30,6 +30,8 @@ def test_evaluate_command_writes_report_and_logs(tmp_path: Path, dog_frames, mlf
         "subject",
         "--limit",
         "1",
+        "--num-frames",
+        "2",
         "--out",
         str(tmp_path / "out"),
         "--evaluators",
@@ -49,6 +51,10 @@ def test_evaluate_command_writes_report_and_logs(tmp_path: Path, dog_frames, mlf
     assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())  # beside the database
     both = CliRunner().invoke(app, [*args, "--checkpoint", str(tmp_path)])
     assert both.exit_code != 0 and "exactly one" in both.output
+    assert run.data.tags["evaluator.num_frames"] == "2"
+    at = args.index("--num-frames")
+    no_n = CliRunner().invoke(app, args[:at] + args[at + 2 :])
+    assert no_n.exit_code == 2 and "pass --num-frames N" in no_n.output
 
 
 def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
@@ -69,6 +75,8 @@ def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
     (tmp_path / "evaluators.yaml").write_text("grounding_short_side: 48\ngrounding_max_side: 96\n")
     args = ["evaluate", "--benchmark", str(bench), "--checkpoint", str(checkpoint), "--modes", "subject"]
     args += [
+        "--num-frames",
+        "16",
         "--limit",
         "1",
         "--steps",
