@@ -40,6 +40,7 @@ CHECKPOINT_FILES = ("config.json", "model.safetensors")
 # Config fields that name a pretrained folder (local path or s3:// URI) the model loads at start-up.
 ENCODER_FIELDS = (("text", "path"), ("text", "tokenizer_path"), ("image", "path"), ("vae", "path"))
 BUILTIN_PREFIX = "builtin:"  # shipped inside an installed package, e.g. builtin:minilm
+CPU_PRESETS = ("tiny", "small")  # sized for tests and the CPU demo: the model card says what they can make
 
 
 class ExportError(ValueError):
@@ -317,6 +318,11 @@ def render_model_card(
         if random_encoders
         else ""
     )
+    if config.get("name") in CPU_PRESETS:
+        warning += (
+            f"\n**What to expect:** preset `{config.get('name')}` is sized for CPU minutes: its videos are colour "
+            "fields where the references belong (`small`) or noise (`tiny`), never recognisable objects.\n"
+        )
     return f"""# {result.model_name} (Video Alchemist), latest export: version {result.version}
 
 Multi-subject, open-set personalized text-to-video diffusion transformer (rectified flow), served by
@@ -334,7 +340,8 @@ reference images, an optional background image; answer: the video as uint8 frame
 - instance group: {instance_kind} x {instance_count}; max batch size {max_batch_size}
   (dynamic batching groups requests with equal tensor shapes; each is sampled with its own seed)
 - start locally: `alchemist serve --repository {result.repository_dir}`
-- call: `alchemist generate --server localhost:8000 --prompt "a dog on a beach" --ref dog=dog.jpg --out v.mp4`
+- call: `alchemist generate --server localhost:8000 --model-name {result.model_name} --prompt "a cat on the grass" --ref cat=cat.png --out v.mp4`
+  (each `--ref` word must occur in the prompt)
 
 ## Inputs (each with a leading batch dimension of 1)
 | name | dtype | dims | required |
