@@ -96,12 +96,13 @@ class LocalSettings:
     work: Path = Path("work")
     data: Path | None = None  # folder of videos; None: the embedded dataset (generated under work/)
     captions: Path | None = None  # captions file for `data`; None: <data>/captions.jsonl
-    samples: int = 12  # embedded clips to generate (the demo's lane-word world)
+    samples: int = 96  # embedded clips to generate (the demo's lane-word world)
     seed: int = 0
     shards: int = 2
-    preset: str = "tiny"
-    stage1_steps: int = 60
-    stage2_steps: int = 60
+    # `small` is the smallest preset that can paint a clean frame (model/README.md); `tiny` only makes noise.
+    preset: str = "small"
+    stage1_steps: int = 200
+    stage2_steps: int = 1000
     eval_steps: int = 10
     gate_policy: str = "demo"  # a policy bundled with components/promote, or a YAML file
     serve: bool = True

@@ -49,12 +49,14 @@ def run(
         None, "--captions", help="Captions file for --videos.", show_default="<videos>/captions.jsonl"
     ),
     samples: int = typer.Option(
-        12, help="Clips in the embedded dataset (generated once under <work>/embedded)."
+        96, help="Clips in the embedded dataset (generated once under <work>/embedded)."
     ),
     shards: int = typer.Option(2, help="Mining shards run in parallel (dsl.ParallelFor)."),
-    preset: str = typer.Option("tiny", help="Model size preset: tiny or small on CPU."),
-    stage1_steps: int = typer.Option(60, help="Optimizer steps of training stage 1 (text cross-attention)."),
-    stage2_steps: int = typer.Option(60, help="Optimizer steps of training stage 2 (personalization)."),
+    preset: str = typer.Option(
+        "small", help="Model size preset: small on CPU (tiny: plumbing, makes noise)."
+    ),
+    stage1_steps: int = typer.Option(200, help="Optimizer steps of training stage 1 (text cross-attention)."),
+    stage2_steps: int = typer.Option(1000, help="Optimizer steps of training stage 2 (personalization)."),
     sample_steps: int = typer.Option(
         10, "--sample-steps", help="Sampler steps per generated evaluation video."
     ),
