@@ -35,7 +35,7 @@ def evaluate(
 
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
-    from components.evaluate.report import log_to_mlflow, write_report
+    from components.evaluate.report import log_to_mlflow, report_context, write_report
     from components.evaluate.runner import GenerationConfig, evaluate_videos, generate_videos
 
     out = Path(details.path)
@@ -49,7 +49,13 @@ def evaluate(
 
         toy = toy_truth_for_benchmark(bench, ground_truth)
     result = evaluate_videos(generated, bench, EvaluatorSuite(EvaluatorConfig(**evaluators)), toy_truth=toy)
-    pages = write_report(result, out, bench, generated)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    context = report_context(
+        model.metadata["mlflow_run_id"],
+        f"{model.metadata.get('preset', '?')} preset, stage {int(model.metadata.get('stage', 2))} model",
+    )
+    pages = write_report(result, out, bench, generated, context=context)
     shutil.copyfile(out / "report.html", report.path)
     for name, value in result.metrics.items():
         if value == value:  # NaN: a metric without samples in this mode
@@ -57,8 +63,6 @@ def evaluate(
     scores.metadata["random_weights"] = ",".join(result.random_weights)
     # kfp.local keeps metrics in metadata only and treats a cached artifact without a file as a miss.
     Path(scores.path).write_text(json.dumps(scores.metadata, indent=2))
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
     run_id = log_to_mlflow(result, out, run_id=model.metadata["mlflow_run_id"])
     print(f"evaluated {len(result.samples)} samples -> MLflow run {run_id}; report {sorted(pages)}")
     return run_id

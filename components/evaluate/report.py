@@ -7,6 +7,7 @@ import hashlib
 import html
 import json
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +36,136 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
 
 
-def _gifs(
+@dataclass(frozen=True)
+class ReportContext:
+    """Where the scores belong: the MLflow run, the model and the data it was trained on."""
+
+    run_id: str | None = None
+    run_name: str | None = None
+    model: str | None = None  # checkpoint folder or "videos from DIR"
+    model_version: str | None = None  # registry version(s) made from the run, if any yet
+    data_rev: str | None = None
+
+
+def report_context(run_id: str | None, model: str | None) -> ReportContext:
+    """Read the run's name, data revision and registry versions from the current MLflow store."""
+    if run_id is None:
+        return ReportContext(model=model)
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    versions = client.search_model_versions(f"run_id='{run_id}'")
+    named = ", ".join(f"{v.name} v{v.version}" for v in versions) or None
+    return ReportContext(run_id, run.info.run_name, model, named, run.data.tags.get("data.rev"))
+
+
+# One line per metric: what it measures, its direction, and where chance lies.
+LEGEND = {
+    "text_s": "CLIP cosine of each generated frame with the prompt; higher is better; pretrained CLIP gives an "
+    "unrelated prompt roughly 0.1-0.2 (the paper's best model: 0.27 in subject mode).",
+    "vid_s": "CLIP cosine of generated frames with the ground-truth frames at 5/50/95%; higher is better; an "
+    "unrelated video scores well above 0 because CLIP embeddings share a common direction (paper: 0.73).",
+    "subj_s": "DINO cosine of each detected, masked subject with its reference, a missed detection counting "
+    "0; higher is better; 0 when nothing is found (paper: 0.62).",
+    "face_s": "ArcFace cosine of detected faces with the reference face, times the share of frames with a face; "
+    "higher is better; unrelated faces score about 0 (paper: 0.38).",
+    "dync_d": "share of videos whose top-5% flow passes 6 x short side / 256 in enough frame pairs; higher "
+    "means more motion, not better quality; a still video scores 0 and per-pixel noise 1.",
+}
+TOY_LEGEND = {
+    "reference_fidelity": "colour-histogram cosine of the generated pixels where each entity should be with "
+    "its reference photo; higher is better; chance = the same score of uniform noise (row below).",
+    "binding_accuracy": "share of (entity, frame) pairs closer to their own reference than to the other "
+    "entities'; higher is better; chance = the noise row below (about 1 / number of entities).",
+    "motion": "mean Farneback flow magnitude (pixels per frame); no direction, a still video scores 0.",
+}
+
+
+def _figure(src: str, caption: str) -> str:
+    return (
+        f"<figure><img src='{html.escape(src)}' alt='{html.escape(caption)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _tiles(
     result: EvaluationResult, benchmark: Benchmark, generated: Mapping[str, VideoInput], out: Path, limit: int
-) -> dict[str, dict[str, str]]:
+) -> dict[str, str]:
+    """Captioned GIF tiles per sample: generated, ground truth, then each reference with its entity word."""
     samples = {s.key: s for s in benchmark.samples}
-    made: dict[str, dict[str, str]] = {}
+    made: dict[str, str] = {}
     for scores in result.samples[:limit]:
         sample = samples[scores.key]
         name = scores.key.replace("/", "__")
         frames, fps, _ = load_video_input(generated[scores.key], scores.fps or 8.0, None)
-        entry = {
-            "generated": str(write_gif(frames, out / "gifs" / f"{name}.generated.gif", fps).relative_to(out))
-        }
+        gif = write_gif(frames, out / "gifs" / f"{name}.generated.gif", fps)
+        tiles = [_figure(str(gif.relative_to(out)), "generated")]
         if sample.gt_video is not None and sample.gt_video.is_file():
             gt, gt_fps = read_video(sample.gt_video, max_frames=64)
-            entry["ground_truth"] = str(
-                write_gif(gt[:: max(1, round(gt_fps / 8))], out / "gifs" / f"{name}.gt.gif").relative_to(out)
+            gif = write_gif(gt[:: max(1, round(gt_fps / 8))], out / "gifs" / f"{name}.gt.gif")
+            tiles.append(_figure(str(gif.relative_to(out)), "ground truth"))
+        i = 0
+        for word, paths in sample.conditioning.items():
+            kind = (
+                "background"
+                if sample.background is not None and paths == [sample.background]
+                else "reference"
             )
-        refs = []
-        for i, path in enumerate(p for paths in sample.conditioning.values() for p in paths):
-            image = alpha_to_white(read_image(path))
-            refs.append(str(write_gif(image[None], out / "gifs" / f"{name}.ref{i}.gif").relative_to(out)))
-        entry["references"] = json.dumps(refs)
-        made[scores.key] = entry
+            for path in paths:
+                gif = write_gif(alpha_to_white(read_image(path))[None], out / "gifs" / f"{name}.ref{i}.gif")
+                tiles.append(_figure(str(gif.relative_to(out)), f"{kind}: {word}"))
+                i += 1
+        made[scores.key] = "<div class='tiles'>" + "".join(tiles) + "</div>"
     return made
+
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px}td,th{border:1px solid #ccc;padding:3px 8px;vertical-align:top}"
+    "table{border-collapse:collapse}.warn{background:#fee;padding:8px;border:1px solid #c00}"
+    ".tiles{display:flex;flex-wrap:wrap;gap:6px}figure{margin:0;text-align:center}"
+    "figcaption{font-size:12px}img{max-width:160px}dt{font-weight:bold}.prompt{font-style:italic}"
+)
+
+
+def _header(result: EvaluationResult, context: ReportContext, benchmark_name: str) -> list[str]:
+    run = context.run_name or (context.run_id[:8] if context.run_id else "not logged")
+    title = f"Evaluation of run {run}, data {str(context.data_rev or 'unknown')[:8]}"
+    counts = result.benchmark.get("samples_per_mode") or {}
+    frames = result.benchmark.get("num_frames")
+    facts = {
+        "MLflow run": f"{context.run_name or '-'} ({context.run_id or 'not logged'})",
+        "model": context.model or "-",
+        "model version": context.model_version or "not registered yet (the promotion gate registers it)",
+        "data revision": context.data_rev or "unknown",
+        "benchmark": f"{benchmark_name} ({result.benchmark.get('layout', '?')}), "
+        + ", ".join(f"{m}: n={n}" for m, n in counts.items()),
+        "frames scored": "all" if frames is None else f"first {frames}",
+        "protocol fingerprint": protocol_fingerprint(result),
+    }
+    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in facts.items())
+    return [
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<dl id='context'>{items}</dl>",
+    ]
+
+
+def _legend(result: EvaluationResult) -> list[str]:
+    flow = str(result.evaluators.get("flow_backend"))
+    rows = [f"<li><b>{METRIC_NAMES[k]}</b>: {html.escape(v)}</li>" for k, v in LEGEND.items()]
+    if flow == "farneback":
+        rows.append(f"<li><b>Dync-D flow</b>: {html.escape(FARNEBACK_NOTE)}</li>")
+    toy = [f"<li><b>toy/{k}</b>: {html.escape(v)}</li>" for k, v in TOY_LEGEND.items()]
+    has_toy = any(k.startswith("toy/") for k in result.metrics)
+    return ["<h2>What the scores mean</h2><ul id='legend'>", *rows, *(toy if has_toy else []), "</ul>"]
+
+
+FARNEBACK_NOTE = (
+    "OpenCV Farneback stands in for RAFT (not installable here). On synthetic motion it follows a rigid "
+    "shift up to about 12 px per sampled frame pair and local motion up to about 8 px, and underestimates "
+    "beyond (benchmarks/farneback_departure.py prints the measurement), so fast motion may not count as dynamic."
+)
 
 
 def write_report(
@@ -67,28 +174,28 @@ def write_report(
     benchmark: Benchmark | None = None,
     generated: Mapping[str, VideoInput] | None = None,
     max_gifs: int = 12,
+    context: ReportContext | None = None,
 ) -> dict[str, Path]:
-    """Write report.json and report.html (and GIFs when `benchmark` and `generated` are given)."""
+    """Write report.json and report.html (with captioned GIFs when `benchmark` and `generated` are given).
+
+    The page is self-contained (inline style, GIFs beside it): it needs no network to render.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
-    gifs = (
-        _gifs(result, benchmark, generated, out, max_gifs)
+    context = context or ReportContext()
+    (out / "report.json").write_text(
+        json.dumps({**result.to_dict(), "context": asdict(context)}, indent=2, default=str)
+    )
+    tiles = (
+        _tiles(result, benchmark, generated, out, max_gifs)
         if benchmark is not None and generated is not None
         else {}
     )
-    present = {k.split("/")[0] for k in result.metrics}
-    modes = [m for m in (*MODES, "all") if m in present]
-    cols = list(METRIC_NAMES)
-    parts = [
-        "<!doctype html><meta charset='utf-8'><title>Evaluation report</title>",
-        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "table{border-collapse:collapse}.warn{background:#fee;padding:8px;border:1px solid #c00}</style>",
-        f"<h1>Evaluation: {html.escape(benchmark.name if benchmark else '')}</h1>",
-    ]
+    prompts = {s.key: s.prompt for s in benchmark.samples} if benchmark is not None else {}
+    parts = _header(result, context, benchmark.name if benchmark else str(result.benchmark.get("name", "")))
     if result.random_weights:
         parts.append(
-            "<p class='warn'>Random-weight evaluators: <b>"
+            "<p class='warn' id='random-weights'>Random-weight evaluators: <b>"
             + html.escape(", ".join(result.random_weights))
             + "</b>. Their scores check the plumbing only; they say nothing about quality.</p>"
         )
@@ -97,55 +204,46 @@ def write_report(
         f"face detector: <b>{html.escape(str(result.evaluators.get('face_detector')))}</b>; "
         f"embedding cache hits/misses: {result.cache.get('hits', 0)}/{result.cache.get('misses', 0)}</p>"
     )
+    present = {k.split("/")[0] for k in result.metrics}
+    modes = [m for m in (*MODES, "all") if m in present]
+    counts = {**(result.benchmark.get("samples_per_mode") or {}), "all": len(result.samples)}
+    cols = list(METRIC_NAMES)
     parts.append(
-        "<h2>Per mode</h2><table><tr><th>mode</th>"
+        "<h2>Per mode</h2><table id='per-mode'><tr><th>mode</th><th>n</th>"
         + "".join(f"<th>{METRIC_NAMES[c]}</th>" for c in cols)
         + "</tr>"
     )
     for mode in modes:
         row = "".join(f"<td>{_fmt(result.metrics.get(f'{mode}/{c}'))}</td>" for c in cols)
-        parts.append(f"<tr><td>{html.escape(mode)}</td>{row}</tr>")
+        parts.append(f"<tr><td>{html.escape(mode)}</td><td>{counts.get(mode, '-')}</td>{row}</tr>")
     parts.append("</table>")
-    toy = {k: v for k, v in result.metrics.items() if k.startswith("toy/")}
+    toy = {k: v for k, v in result.metrics.items() if k.startswith("toy/") and not k.endswith("_noise")}
     if toy:
         parts.append(
-            "<h2>Toy world</h2><table>"
-            + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in toy.items())
-            + "</table>"
+            "<h2>Toy world</h2><table id='toy'><tr><th>score</th><th>generated</th><th>uniform noise (chance)</th></tr>"
         )
-    header = [
-        "sample",
-        "mode",
-        "Text-S",
-        "Vid-S",
-        "Subj-S",
-        "Face-S",
-        "dynamic",
-        "toy fidelity",
-        "toy binding",
-        "videos",
-    ]
-    parts.append("<h2>Per sample</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>")
+        for k, v in toy.items():
+            parts.append(
+                f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(result.metrics.get(k + '_noise'))}</td></tr>"
+            )
+        parts.append("</table>")
+    parts += _legend(result)
+    header = ["sample", "mode", "prompt", "Text-S", "Vid-S", "Subj-S", "Face-S", "dynamic", "toy fidelity"]
+    header += ["toy binding", "videos"]
+    parts.append(
+        "<h2>Per sample</h2><table id='per-sample'><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
+    )
     for s in result.samples:
-        media = ""
-        if s.key in gifs:
-            g = gifs[s.key]
-            media = f"<img src='{g['generated']}' title='generated'>"
-            if "ground_truth" in g:
-                media += f" <img src='{g['ground_truth']}' title='ground truth'>"
-            media += "".join(f" <img src='{r}' title='reference'>" for r in json.loads(g["references"]))
-        cells = [
-            s.sample_id,
-            s.mode,
-            s.text_s,
-            s.vid_s,
-            s.subj_s,
-            s.face_s,
-            s.dynamic,
-            s.toy_fidelity,
-            s.toy_binding,
-        ]
-        parts.append("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + f"<td>{media}</td></tr>")
+        cells = [s.sample_id, s.mode]
+        numbers = [s.text_s, s.vid_s, s.subj_s, s.face_s, s.dynamic, s.toy_fidelity, s.toy_binding]
+        prompt = f"<td class='prompt'>{html.escape(prompts.get(s.key, ''))}</td>"
+        parts.append(
+            "<tr>"
+            + "".join(f"<td>{_fmt(c)}</td>" for c in cells)
+            + prompt
+            + "".join(f"<td>{_fmt(c)}</td>" for c in numbers)
+            + f"<td>{tiles.get(s.key, '')}</td></tr>"
+        )
     parts.append("</table>")
     (out / "report.html").write_text("\n".join(parts))
     return {"json": out / "report.json", "html": out / "report.html"}

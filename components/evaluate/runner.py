@@ -22,11 +22,19 @@ from components.evaluate.dynamics import dynamic_degree
 from components.evaluate.evaluators import EvaluatorSuite
 from components.evaluate.metrics import face_similarity, subject_similarity, text_similarity, video_similarity
 from components.evaluate.text import clip_normalize
-from components.evaluate.toyworld import ToyGroundTruth, resample_masks, score_sample
+from components.evaluate.toyworld import (
+    ToyGroundTruth,
+    binding_accuracy,
+    reference_fidelity,
+    resample_masks,
+    score_sample,
+)
 from components.evaluate.video_io import read_frames_at, read_image, read_video, sha256_array, sha256_file
 
 VideoInput = str | Path | np.ndarray | tuple[np.ndarray, float]
-SUBJECTS_CACHE_VERSION = 2  # bump when detection -> crop -> embedding changes (2: zero-area boxes embed white)
+SUBJECTS_CACHE_VERSION = (
+    2  # bump when detection -> crop -> embedding changes (2: zero-area boxes embed white)
+)
 
 
 class EvaluationError(RuntimeError):
@@ -49,6 +57,8 @@ class SampleScores:
     toy_fidelity: float | None = None
     toy_binding: float | None = None
     toy_motion: float | None = None
+    toy_fidelity_noise: float | None = None  # the same scores of uniform noise: the toy world's chance level
+    toy_binding_noise: float | None = None
 
 
 @dataclass
@@ -147,7 +157,10 @@ class _Scorer:
         import hashlib
 
         model_id = f"{self.suite.segmenter.model_id}|{self.suite.dino.model_id}"
-        kind = f"subjects-v{SUBJECTS_CACHE_VERSION}-" + hashlib.sha256("\x00".join(words).encode()).hexdigest()[:12]
+        kind = (
+            f"subjects-v{SUBJECTS_CACHE_VERSION}-"
+            + hashlib.sha256("\x00".join(words).encode()).hexdigest()[:12]
+        )
 
         def compute() -> dict[str, np.ndarray]:
             found = self.suite.subject_embeddings(frames, words)
@@ -251,6 +264,18 @@ def _gather(items: list[Any], world: int) -> list[Any]:
     return [x for part in gathered for x in part]
 
 
+def _noise_like(frames: np.ndarray, key: str) -> np.ndarray:
+    """Uniform per-pixel noise of the video's shape, seeded by the sample key (reproducible chance level)."""
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(key.encode())).integers(0, 256, frames.shape, dtype=np.uint8)
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
@@ -274,6 +299,8 @@ def aggregate(samples: list[SampleScores]) -> dict[str, float]:
         ("reference_fidelity", "toy_fidelity"),
         ("binding_accuracy", "toy_binding"),
         ("motion", "toy_motion"),
+        ("reference_fidelity_noise", "toy_fidelity_noise"),
+        ("binding_accuracy_noise", "toy_binding_noise"),
     ):
         values = [getattr(s, attr) for s in samples if getattr(s, attr) is not None]
         if values:
@@ -316,6 +343,15 @@ def evaluate_videos(
             toy = score_sample(frames, masks, truth.references)
             scores.toy_fidelity, scores.toy_binding = toy.mean_fidelity(), toy.binding_accuracy
             scores.toy_motion = toy.motion.flow_magnitude
+            noise = _noise_like(frames, sample.key)
+            scores.toy_fidelity_noise = _mean_or_none(
+                [
+                    reference_fidelity(noise, masks[w], truth.references[w])
+                    for w in masks
+                    if w in truth.references
+                ]
+            )
+            scores.toy_binding_noise = binding_accuracy(noise, masks, truth.references)
         results.append(scores)
     order = {s.key: i for i, s in enumerate(benchmark.samples)}
     samples = sorted(_gather(results, world), key=lambda s: order[s.key])

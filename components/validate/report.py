@@ -106,15 +106,17 @@ def collect_failures(results: dict[str, ExpectationSuiteValidationResult]) -> li
 
 
 def write_reports(outcome: ValidationOutcome, results: dict[str, ExpectationSuiteValidationResult]) -> None:
-    """validation.json (ours + raw GX results), validation.html (summary) and one GX data-docs page per table."""
-    from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view.view import DefaultJinjaPageView
+    """validation.json (ours + raw GX results), validation.html and one page per table.
 
+    The pages are our own, self-contained HTML (inline style, no script, no link to a CDN), so they render
+    the same offline; Great Expectations' data-docs pages load bootstrap, jQuery and a logo from the internet.
+    """
     report_dir = outcome.html_path.parent
     report_dir.mkdir(parents=True, exist_ok=True)
     payload = {
         "success": outcome.success,
         "dataset": str(outcome.dataset_dir),
+        "data_rev": data_revision(outcome.dataset_dir),
         "statistics": outcome.statistics,
         "failures": [asdict(f) for f in outcome.failures],
         "results": {table: result.to_json_dict() for table, result in results.items()},
@@ -123,14 +125,104 @@ def write_reports(outcome: ValidationOutcome, results: dict[str, ExpectationSuit
     pages = {}
     for table, result in results.items():
         page = report_dir / f"validation-{table}.html"
-        page.write_text(DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result)))
+        page.write_text(_page(f"Expectations on the {table} table", _results_table(table, result)))
         pages[table] = page.name
-    outcome.html_path.write_text(_summary_html(outcome, pages))
+    outcome.html_path.write_text(_summary_html(outcome, results, pages))
 
 
-def _summary_html(outcome: ValidationOutcome, pages: dict[str, str]) -> str:
+STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:0 0 1em}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}"
+    ".pass{color:#1a7f37}.fail{color:#cf222e;font-weight:bold}"
+)
+
+
+def _page(title: str, body: str) -> str:
     esc = html.escape
-    colour = "#1a7f37" if outcome.success else "#cf222e"
+    return (
+        f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{esc(title)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>{esc(title)}</h1>{body}</body></html>\n"
+    )
+
+
+def data_revision(dataset_dir: Path) -> str | None:
+    """The DVC revision in `<dataset>.dvc` beside the folder (written by `alchemist data version`), if any."""
+    import yaml
+
+    dvc_file = Path(dataset_dir).with_name(Path(dataset_dir).name + ".dvc")
+    if not dvc_file.is_file():
+        return None
+    outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+    return outs[0].get("md5")
+
+
+def _cell(value: Any) -> str:
+    """A value as HTML: mappings become small tables, lists comma lists, the rest escaped text."""
+    if isinstance(value, dict):
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in value.items()
+        )
+        return f"<table>{rows}</table>"
+    if isinstance(value, list | tuple):
+        return html.escape(", ".join(str(_plain(v)) for v in value))
+    return html.escape(str(_plain(value)))
+
+
+def _results_table(table: str, result: ExpectationSuiteValidationResult) -> str:
+    rows = []
+    for item in result.results:
+        config = item.expectation_config
+        kwargs = {k: v for k, v in config.kwargs.items() if k not in ("batch_id", "result_format")}
+        found = item.result or {}
+        observed = found.get("observed_value", found.get("unexpected_count", ""))
+        examples = found.get("partial_unexpected_list") or []
+        status = "<span class='pass'>pass</span>" if item.success else "<span class='fail'>FAIL</span>"
+        rows.append(
+            f"<tr><td>{status}</td><td>{html.escape(config.description or config.type)}</td>"
+            f"<td><code>{html.escape(config.type)}</code></td><td>{_cell(kwargs)}</td>"
+            f"<td>{_cell(observed)}</td><td>{_cell(examples[:10])}</td></tr>"
+        )
+    return (
+        f"<table id='expectations-{html.escape(table)}'><tr><th>result</th><th>check</th><th>expectation</th>"
+        "<th>arguments</th><th>observed / unexpected</th><th>examples</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _rejects_html(dataset_dir: Path) -> str:
+    """The miner's rejects (`rejects.parquet`: sample, source, stage, reason), counted per stage and reason."""
+    path = Path(dataset_dir) / "rejects.parquet"
+    if not path.is_file():
+        return "<p id='rejects'>No rejects.parquet in the dataset folder (not mined by `alchemist mine`).</p>"
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    if not rows:
+        return "<p id='rejects'>The miner rejected no clip.</p>"
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (str(row.get("stage", "")), str(row.get("reason", "")))
+        counts[key] = counts.get(key, 0) + 1
+    summary = "".join(
+        f"<tr><td>{html.escape(stage)}</td><td>{html.escape(reason)}</td><td>{n}</td></tr>"
+        for (stage, reason), n in sorted(counts.items(), key=lambda kv: -kv[1])
+    )
+    listed = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in REJECT_COLUMNS) + "</tr>"
+        for row in rows[:200]
+    )
+    return (
+        f"<div id='rejects'><p>{len(rows)} rejected.</p><table><tr><th>stage</th><th>reason</th><th>clips</th></tr>"
+        f"{summary}</table><table><tr>{''.join(f'<th>{c}</th>' for c in REJECT_COLUMNS)}</tr>{listed}</table></div>"
+    )
+
+
+REJECT_COLUMNS = ("sample_id", "source", "stage", "reason")
+
+
+def _summary_html(
+    outcome: ValidationOutcome, results: dict[str, ExpectationSuiteValidationResult], pages: dict[str, str]
+) -> str:
+    esc = html.escape
     rows = "".join(
         f"<tr><td>{esc(f.table)}</td><td>{esc(f.check)}</td><td><code>{esc(f.expectation)}</code></td>"
         f"<td>{esc(f.column or '')}</td><td>{f.unexpected_count}</td>"
@@ -138,23 +230,28 @@ def _summary_html(outcome: ValidationOutcome, pages: dict[str, str]) -> str:
         for f in outcome.failures
     )
     stats = "".join(
-        f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in outcome.statistics.items()
+        f"<tr><th>{esc(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in outcome.statistics.items()
     )
-    links = " · ".join(f'<a href="{esc(p)}">{esc(t)}</a>' for t, p in pages.items())
     failures = (
-        "<h2>Failed expectations</h2><table><tr><th>table</th><th>check</th><th>expectation</th>"
+        "<h2>Failed expectations</h2><table id='failures'><tr><th>table</th><th>check</th><th>expectation</th>"
         f"<th>column</th><th>rows</th><th>offending ids</th></tr>{rows}</table>"
         if outcome.failures
-        else "<p>Every expectation was met.</p>"
+        else "<p id='failures'>Every expectation was met.</p>"
     )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Dataset validation</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}</style></head>
-<body><h1 style="color:{colour}">Dataset validation {"passed" if outcome.success else "failed"}</h1>
-<p>{esc(str(outcome.dataset_dir))}</p><h2>Statistics</h2><table>{stats}</table>{failures}
-<h2>Great Expectations results per table</h2><p>{links}</p></body></html>
-"""
+    rev = data_revision(outcome.dataset_dir) or "not versioned (no .dvc file beside the folder)"
+    tables = "".join(
+        f"<h3><a href='{esc(pages[t])}'>{esc(t)}</a></h3>{_results_table(t, r)}" for t, r in results.items()
+    )
+    status = "passed" if outcome.success else "failed"
+    body = (
+        f"<p class='{'pass' if outcome.success else 'fail'}' id='status'>Dataset validation {status}</p>"
+        f"<table id='context'><tr><th>dataset</th><td>{esc(str(outcome.dataset_dir))}</td></tr>"
+        f"<tr><th>data revision</th><td>{esc(rev)}</td></tr></table>"
+        f"<h2>Statistics</h2><table id='statistics'>{stats}</table>{failures}"
+        f"<h2>Mining rejects</h2>{_rejects_html(outcome.dataset_dir)}"
+        f"<h2>Every expectation, per table</h2>{tables}"
+    )
+    return _page(f"Dataset validation {status}", body)
 
 
 def _plain(value: Any) -> Any:

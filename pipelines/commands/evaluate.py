@@ -87,7 +87,7 @@ def evaluate_command(
 
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
-    from components.evaluate.report import write_report
+    from components.evaluate.report import ReportContext, log_to_mlflow, report_context, write_report
     from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
 
     if (checkpoint is None) == (videos is None):
@@ -112,6 +112,13 @@ def evaluate_command(
             err=True,
         )
         raise typer.Exit(2)
+    uri = resolve_tracking_uri(tracking_uri)
+    target = None
+    if mlflow_log:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)  # report_context and log_to_mlflow read the current store
+        target = existing_run(uri, run_id, checkpoint)  # fail before generating
     if checkpoint is not None:
         generation = GenerationConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, device=device)
         generated = generate_videos(checkpoint, bench, out / "generated", generation)
@@ -127,7 +134,14 @@ def evaluate_command(
     )
     if _world()[0] != 0:
         return
-    write_report(result, out, bench, generated, max_gifs=max_gifs)
+    model = str(checkpoint) if checkpoint is not None else f"videos from {videos}"
+    if mlflow_log:
+        created = target is None
+        run_id = target or new_run(uri, experiment, bench, checkpoint, videos)
+        context = report_context(run_id, model)
+    else:
+        context = ReportContext(model=model)
+    write_report(result, out, bench, generated, max_gifs=max_gifs, context=context)
     console = Console()
     if result.random_weights:
         console.print(
@@ -141,7 +155,9 @@ def evaluate_command(
     console.print(table)
     console.print(f"report: {out / 'report.html'}")
     if mlflow_log:
-        run_id = log_evaluation(result, out, bench, checkpoint, videos, run_id, tracking_uri, experiment)
+        log_to_mlflow(result, out, run_id)
+        if created:
+            mlflow.MlflowClient(uri).set_terminated(run_id)
         console.print(f"MLflow run: {run_id}")
 
 
@@ -155,38 +171,41 @@ def training_run_id(checkpoint: Path | None) -> str | None:
     return json.loads(result.read_text()).get("mlflow_run_id") or None
 
 
-def log_evaluation(
-    result, out: Path, bench, checkpoint: Path | None, videos: Path | None, run_id, tracking_uri, experiment
-) -> str:
-    """Log into `run_id`, else into the checkpoint's training run, else into a new run of `experiment`."""
+def existing_run(uri: str, run_id: str | None, checkpoint: Path | None) -> str | None:
+    """`run_id`, else the checkpoint's training run; checked to exist in the store at `uri`."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from components.evaluate.report import log_to_mlflow
+    target = run_id or training_run_id(checkpoint)
+    if target is None:
+        return None
+    try:
+        mlflow.MlflowClient(uri).get_run(target)
+    except MlflowException as err:
+        source = "--run-id" if run_id else f"{checkpoint}/result.json"
+        typer.echo(
+            f"error: MLflow run {target} (from {source}) is not in the tracking store {uri}; "
+            "pass the training store's --tracking-uri, or --run-id",
+            err=True,
+        )
+        raise typer.Exit(2) from err
+    return target
+
+
+def new_run(uri: str, experiment: str, bench, checkpoint: Path | None, videos: Path | None) -> str:
+    """A run of `experiment` for an evaluation no training run owns (videos, or a checkpoint without one)."""
+    import mlflow
+
     from components.train.tracking import run_name, use_experiment
 
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    target = run_id or training_run_id(checkpoint)
-    if target is not None:
-        try:
-            mlflow.MlflowClient(uri).get_run(target)
-        except MlflowException as err:
-            source = "--run-id" if run_id else f"{checkpoint}/result.json"
-            typer.echo(
-                f"error: MLflow run {target} (from {source}) is not in the tracking store {uri}; "
-                "pass the training store's --tracking-uri, or --run-id",
-                err=True,
-            )
-            raise typer.Exit(2) from err
-        return log_to_mlflow(result, out, target)
-    use_experiment(uri, experiment)
-    label = (videos or checkpoint or out).name
-    with mlflow.start_run(run_name=run_name(label, "evaluate", bench.name, None)) as run:
-        mlflow.log_params(
-            {"benchmark": str(bench.root), "layout": bench.layout, "checkpoint": str(checkpoint or "")}
-        )
-        return log_to_mlflow(result, out, run.info.run_id)
+    experiment_id = use_experiment(uri, experiment)
+    label = (videos or checkpoint).name
+    client = mlflow.MlflowClient(uri)
+    run = client.create_run(experiment_id, run_name=run_name(label, "evaluate", bench.name, None))
+    params = {"benchmark": str(bench.root), "layout": bench.layout, "checkpoint": str(checkpoint or "")}
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    return run.info.run_id
 
 
 def register(app: typer.Typer) -> None:
