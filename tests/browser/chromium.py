@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.processes import stop
+
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = (
     "--headless",
@@ -115,12 +117,7 @@ def visit(html_file: Path, checks: dict[str, str], timeout: float = 60.0) -> tup
             finally:
                 socket.close()
         finally:
-            browser.terminate()
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                browser.kill()
-                browser.wait()
+            stop(browser, timeout=10)
     requests = [
         e["params"]["request"]["url"] for e in page.events if e.get("method") == "Network.requestWillBeSent"
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,12 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from components.train.tracking import EXPERIMENT_KIND_TAG, use_experiment
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers.processes import free_port, stop
 
 
 def _get(url: str) -> dict:
@@ -33,7 +27,7 @@ def _get(url: str) -> dict:
 def mlflow_server(tmp_path: Path, mlflow_template_db: Path):
     """URL of a real `mlflow server` over a fresh SQLite store; stopped (and waited for) afterwards."""
     shutil.copy(mlflow_template_db, tmp_path / "server.db")
-    port = _free_port()
+    port = free_port()
     mlflow_cli = Path(sys.executable).with_name("mlflow")
     command = [str(mlflow_cli), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     command += ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}"]
@@ -55,12 +49,7 @@ def mlflow_server(tmp_path: Path, mlflow_template_db: Path):
                 time.sleep(0.5)
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
 
 
