@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.local import LocalSettings, PipelineRunError, run_local, run_pipeline, stop_server
+from pipelines.local import LocalSettings, PipelineRunError, ServeError, run_local, run_pipeline, stop_server
 from pipelines.pipeline import STEP_CODE, code_version
 
 pytestmark = pytest.mark.slow
@@ -139,7 +139,29 @@ def test_published_repository_is_served_by_triton(first_run):
     with av.open(str(first_run.example_output)) as video:
         frames = list(video.decode(video=0))
     assert len(frames) > 1 and frames[0].width > 0
-    assert first_run.example[0] == "alchemist generate" and f"--server {served.http}" in first_run.example
+    assert (
+        first_run.example[0].endswith("alchemist generate") and f"--server {served.http}" in first_run.example
+    )
+
+
+def test_run_ends_with_the_reference_check_and_its_strip(first_run):
+    check = first_run.reference
+    assert check is not None and check.n >= 1
+    assert check.line().startswith("reference check: fidelity with correct references ")
+    assert check.strip.is_file() and check.gif.is_file()
+
+
+def test_busy_port_stops_the_run_before_any_step(first_run, tmp_path):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        before = set(first_run.paths.pipeline_root.iterdir())
+        with pytest.raises(ServeError, match=rf"port {port} \(HTTP\).*--http-port 0"):
+            run_local(settings_for(first_run.paths.root, http_port=port))
+    assert set(first_run.paths.pipeline_root.iterdir()) == before
 
 
 def test_second_run_reuses_every_unchanged_step(first_run, code_before):
