@@ -26,6 +26,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # read by the MLflow 3 UI to pick
 EXPERIMENT_KIND = "custom_model_development"  # the runs table, not the GenAI traces view
 DEFAULT_EXPERIMENT_ID = "0"
 UNKNOWN_REV = "unknown"
+SAMPLES_TABLE = "samples/table.json"
 
 
 def tracking_uri(explicit: str | None) -> str:
@@ -157,6 +158,40 @@ class DvcSource(DatasetSource):
         return cls(source_dict["rev"], source_dict.get("remote", ""), source_dict.get("path", ""))
 
 
+def write_references(
+    out_dir: Path, stem: str, references: dict[str, list[Any]], background: Any = None
+) -> None:
+    """`<stem>.ref-<word>-<k>.png` (and `<stem>.background.png`) beside the sample video."""
+    from PIL import Image
+
+    for word, images in references.items():
+        for k, image in enumerate(images):
+            Image.fromarray(image).save(out_dir / f"{stem}.ref-{word.replace('/', '_')}-{k}.png")
+    if background is not None:
+        Image.fromarray(background).save(out_dir / f"{stem}.background.png")
+
+
+def sample_rows(out_dir: Path, folder: str, step: int) -> list[dict[str, Any]]:
+    """Per sample video in `out_dir`: step, sample, prompt (its .txt) and artifact paths of video and references."""
+    rows = []
+    for gif in sorted(Path(out_dir).glob("*.gif")):
+        stem = gif.stem
+        text = gif.with_suffix(".txt")
+        refs = sorted(p.name for p in Path(out_dir).glob(f"{stem}.ref-*.png"))
+        background = gif.with_name(f"{stem}.background.png")
+        rows.append(
+            {
+                "step": step,
+                "sample": stem.split("-", 1)[-1],
+                "prompt": text.read_text().strip() if text.is_file() else "",
+                "video": f"{folder}/{gif.name}",
+                "references": ", ".join(f"{folder}/{name}" for name in refs),
+                "background": f"{folder}/{background.name}" if background.is_file() else "",
+            }
+        )
+    return rows
+
+
 class Tracker:
     """A thin layer over one MLflow run; every call is a no-op on ranks other than 0."""
 
@@ -219,6 +254,21 @@ class Tracker:
             import mlflow
 
             mlflow.log_artifacts(str(local_dir), artifact_path)
+
+    def log_samples(self, out_dir: Path, step: int, prompts: list[Any] | None = None) -> None:
+        """One step's sample videos, and rows of the run's `samples/table.json` that put each video beside
+        its prompt and its reference images (written here from `prompts`, the trainer's `SamplePrompt`s)."""
+        if not self.enabled:
+            return
+        import mlflow
+
+        folder = f"samples/step-{step:08d}"
+        for i, item in enumerate(prompts or []):
+            write_references(out_dir, f"{i:02d}-{item.sample_id}", item.references, item.background)
+        mlflow.log_artifacts(str(out_dir), folder)
+        rows = sample_rows(out_dir, folder, step)
+        if rows:  # log_table appends to the run's table, one row per sample and step
+            mlflow.log_table({k: [r[k] for r in rows] for k in rows[0]}, artifact_file=SAMPLES_TABLE)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id is not None:

@@ -393,7 +393,7 @@ class StageRunner:
         out = self.dir / "samples" / f"step-{step:08d}"
         generate_samples(model, ema, self.prompts, out, self.cfg.sample_steps, self.cfg.seed)
         model.train()
-        tracker.log_artifacts(out, f"samples/step-{step:08d}")
+        tracker.log_samples(out, step, self.prompts)
 
     def save_final(self, model: Any, ema: EMA, state: TrainerState) -> Path:
         """save_pretrained + EMA + result.json, renamed into place only when complete."""

@@ -63,3 +63,39 @@ def test_data_revision_is_the_runs_dataset_input(tmp_path: Path, mlflow_template
     source = __import__("json").loads(logged.source)
     assert source["rev"] == version.rev and source["remote"] == str(Path(version.remote).resolve())
     assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+
+
+def test_samples_sit_beside_their_prompt_and_references(tmp_path: Path, mlflow_template_db: Path):
+    import numpy as np
+
+    from components.media import write_gif
+    from components.train.samples import SamplePrompt
+    from components.train.tracking import SAMPLES_TABLE
+
+    shutil.copy(mlflow_template_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    prompts = [SamplePrompt("emb-1", "a cat chases a ball", {"cat": [red], "ball": [red]}, red)]
+    tracker = Tracker(enabled=True)
+    run_id = tracker.start(uri, "train", "x/stage2/tiny/data-1", None)
+    for step in (5, 10):
+        out = tmp_path / f"step-{step}"
+        out.mkdir()
+        write_gif(np.zeros((2, 8, 8, 3), np.uint8), out / "00-emb-1.gif")
+        (out / "00-emb-1.txt").write_text("a cat chases a ball\n")
+        tracker.log_samples(out, step, prompts)
+    tracker.end()
+    table = mlflow.load_table(SAMPLES_TABLE, run_ids=[run_id], extra_columns=[])
+    assert table["step"].tolist() == [5, 10] and set(table["prompt"]) == {"a cat chases a ball"}
+    assert table["video"].tolist() == [
+        "samples/step-00000005/00-emb-1.gif",
+        "samples/step-00000010/00-emb-1.gif",
+    ]
+    refs = table["references"][0].split(", ")
+    assert refs == [
+        "samples/step-00000005/00-emb-1.ref-ball-0.png",
+        "samples/step-00000005/00-emb-1.ref-cat-0.png",
+    ]
+    logged = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run_id, "samples/step-00000005")}
+    assert set(refs) <= logged and table["background"][0] in logged
