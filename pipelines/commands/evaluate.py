@@ -20,7 +20,10 @@ def resolve_tracking_uri(uri: str | None) -> str:
 
 def evaluate_command(
     benchmark: Path = typer.Option(
-        ..., help="Benchmark folder: published MSRVTT-Personalization layout or a mined dataset."
+        ...,
+        "--dataset",
+        "--benchmark",
+        help="Mined dataset folder (its test split) or a benchmark in the published MSRVTT-Personalization layout.",
     ),
     out: Path = typer.Option(
         Path("work/evaluation"), help="Output folder for generated videos and the report."

@@ -73,7 +73,7 @@ def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
     (checkpoint / "result.json").write_text(json.dumps({"stage": 2, "mlflow_run_id": trained.info.run_id}))
     bench = make_published(tmp_path / "bench", dog_frames[:4])
     (tmp_path / "evaluators.yaml").write_text("grounding_short_side: 48\ngrounding_max_side: 96\n")
-    args = ["evaluate", "--benchmark", str(bench), "--checkpoint", str(checkpoint), "--modes", "subject"]
+    args = ["evaluate", "--dataset", str(bench), "--checkpoint", str(checkpoint), "--modes", "subject"]
     args += [
         "--num-frames",
         "16",
