@@ -98,8 +98,9 @@ def image_bytes(image: ImageLike, what: str) -> bytes:
 
 
 def wire_array(name: str, value: object) -> np.ndarray:
-    """`value` as a one-element array of `name`'s wire dtype; a value the dtype cannot hold exactly
-    (numpy would wrap 4294967297 to 1) is refused before anything is sent, named as it was given."""
+    """`value` as a one-element array of `name`'s wire dtype. A value outside the dtype's range (numpy
+    would wrap 4294967297 to 1 and turn 1e39 into infinity) or of the wrong kind (8.5 frames would send 8)
+    is refused before anything is sent, named as it was given."""
     _, dtype, _, _ = P.INPUTS[name]
     wire = P.WIRE_DTYPES[dtype]
     if wire.kind == "f":

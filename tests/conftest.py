@@ -87,7 +87,7 @@ def mlflow_store(tmp_path: Path, mlflow_template_db: Path):
 
 
 # Hypothesis budgets: `make test` runs a fixed, derandomized budget ("ci"); HYPOTHESIS_PROFILE=nightly runs a
-# long randomized one (tests/fuzz/README.md). Expensive properties take a fraction of max_examples.
+# long randomized one (tests/FUZZING.md). Expensive properties take a fraction of max_examples.
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
