@@ -104,3 +104,17 @@ def test_listening_socket_counts_as_busy():
         port = sock.getsockname()[1]
         with pytest.raises(PortBusyError, match="--grpc-port"):
             check_ports_free("127.0.0.1", {"gRPC": port})
+
+
+def test_serve_command_names_the_busy_port_in_one_line(tmp_path, foreign_server):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    repository = write_repository(tmp_path / "repo", "ours")
+    args = ["serve", "--repository", str(repository), "--work", str(tmp_path / "server")]
+    result = CliRunner().invoke(
+        app, [*args, "--http-port", str(foreign_server), "--grpc-port", "0", "--metrics-port", "0"]
+    )
+    assert result.exit_code == 1
+    assert f"port {foreign_server} (HTTP)" in result.output and "Traceback" not in result.output
