@@ -13,6 +13,7 @@ import io
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -112,6 +113,7 @@ class StepConsole(io.TextIOBase):
         self.log, self.terminal, self.verbose, self.clock = log, terminal, verbose, clock
         self.tty = terminal.isatty()
         self._pending = ""
+        self._lock = threading.Lock()  # ParallelFor iterations run in threads and print at the same time
         self._started: dict[str, list[float]] = {}
         self._outputs: dict[str, list[Path]] = {}
         self._announced_build = False
@@ -125,11 +127,12 @@ class StepConsole(io.TextIOBase):
     def write(self, text: str) -> int:
         if self.log.closed:  # a logger kept a handle on this stream after the run: pass its lines on
             return self.terminal.write(text)
-        self.log.write(text)
-        self._pending += text
-        *lines, self._pending = re.split(r"\r|\n", self._pending)
-        for line in lines:
-            self._line(line)
+        with self._lock:
+            self.log.write(text)
+            self._pending += text
+            *lines, self._pending = re.split(r"\r|\n", self._pending)
+            for line in lines:
+                self._line(line)
         return len(text)
 
     def flush(self) -> None:
