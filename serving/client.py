@@ -73,28 +73,26 @@ class GeneratedVideo:
 
 
 def image_bytes(image: ImageLike, what: str) -> bytes:
-    """Path or bytes -> the encoded bytes as they are, once they decode here (errors name the file);
-    array/PIL -> PNG of its 8-bit RGB pixels (lossless, so the server sees the exact pixels)."""
+    """Path -> its file bytes as they are, once they decode here, so an error names the file; bytes as
+    they are (the server decodes them and names the reference); array/PIL -> PNG of its 8-bit RGB
+    pixels (lossless, so the server sees the exact pixels)."""
+    if isinstance(image, bytes):
+        return image
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
             raise FileNotFoundError(f"{what}: no image file at {path}")
-        data, what = path.read_bytes(), f"{what} ({path})"
-    elif isinstance(image, bytes):
-        data = image
-    elif isinstance(image, Image.Image):
+        data = path.read_bytes()
+        try:
+            decode_rgb8(data, f"{what} ({path})")
+        except ImageDecodeError as exc:
+            raise InvalidInputError(str(exc)) from exc
+        return data
+    if isinstance(image, Image.Image):
         return encode_png(to_rgb8(image, what))
-    elif isinstance(image, np.ndarray):
+    if isinstance(image, np.ndarray):
         return encode_png(image)
-    else:
-        raise TypeError(
-            f"{what}: expected a path, bytes, uint8 array or PIL image; got {type(image).__name__}"
-        )
-    try:
-        decode_rgb8(data, what)
-    except ImageDecodeError as exc:
-        raise InvalidInputError(str(exc)) from exc
-    return data
+    raise TypeError(f"{what}: expected a path, bytes, uint8 array or PIL image; got {type(image).__name__}")
 
 
 def wire_array(name: str, value: object) -> np.ndarray:

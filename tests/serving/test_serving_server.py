@@ -127,7 +127,14 @@ def _bad_cases(make_png, make_bomb):
             "5 entity words given; the limit is 4",
         ),
         (dict(prompt="a dog", references={"dog": [ok] * 4}), "has 4 reference images; expected 1 to 3"),
-        (dict(prompt="a dog", references={"dog": [b"GIF89a garbage"]}), "could not be decoded"),
+        (
+            dict(prompt="a dog", references={"dog": [b"GIF89a garbage"]}),
+            "is a GIF image; GIF is not supported",
+        ),
+        (
+            dict(prompt="a dog", references={"dog": [ok[:60]]}),
+            "could not be decoded",
+        ),
         (
             dict(prompt="a dog", references={"dog": [make_bomb(3000, 3000)]}),
             "3000x3000 = 9000000 pixels; the limit is",
