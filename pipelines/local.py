@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from components.embedded.personalization import ReferenceCheck
-from pipelines.pipeline import EXPERIMENTS, PIPELINE_NAME
+from pipelines.pipeline import EXPERIMENTS
 
 
 class PipelineRunError(RuntimeError):
@@ -228,8 +228,9 @@ def run_pipeline(settings: LocalSettings) -> tuple[WorkPaths, StepRecord, dict]:
             failed = _failed_task(str(err))
             report = _failure_report(paths, before, failed)
             _record_failed_step(paths, before, failed, report)
+            cause = _last_error(log)
             raise PipelineRunError(
-                f"pipeline {PIPELINE_NAME} failed at step {failed!r}; log: {log}", task=failed, report=report
+                f"{cause or f'step {failed!r} failed'} (log: {log})", task=failed, report=report
             ) from err
     (run_dir,) = sorted(set(paths.pipeline_root.iterdir()) - before - {paths.cache})
     ran = dag_sorted(_task_names(run_dir))
@@ -247,6 +248,13 @@ def _task_names(run_dir: Path) -> list[str]:
         elif entry.is_dir():
             names.append(entry.name)
     return names
+
+
+def _last_error(log: Path) -> str | None:
+    """The last exception line a step printed ("EvaluationError: benchmark ... has no samples"), if any."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    errors = [line for line in lines if re.match(r"^([\w.]+\.)?\w+(Error|Exception): ", line)]
+    return re.sub(r"^(\w+\.)+", "", errors[-1]) if errors else None  # without the module path
 
 
 def _failed_task(message: str) -> str | None:
