@@ -434,7 +434,7 @@ class LocalResult:
 
 
 def example_request(paths: WorkPaths, served: ServedModel) -> tuple[str, dict[str, list[Path]], Path]:
-    """A prompt in the demo world's words (kite: the upper entity, ball: the lower) with two cast photos."""
+    """A prompt in the demo world's words (bird: the upper entity, ball: the lower) with two cast photos."""
     from components.embedded.personalization import LANE_WORDS
 
     upper, lower = LANE_WORDS

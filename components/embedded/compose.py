@@ -44,7 +44,7 @@ class EmbeddedConfig:
     max_zoom: float = 0.25
     pairing: Literal["subject+object", "any"] = "subject+object"
     backdrops: tuple[str, ...] | None = None  # names in BACKDROPS to draw from; None: all of them
-    # Words for the upper and the lower lane's entity instead of each identity's own word ("the kite moves
+    # Words for the upper and the lower lane's entity instead of each identity's own word ("the bird moves
     # right and the ball moves left across the grass"): the words then say where, only references say how
     # an entity looks. Needs two entities per clip in separate lanes.
     lane_words: tuple[str, str] | None = None

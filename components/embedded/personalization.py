@@ -3,7 +3,7 @@
 Shared by the demo (`alchemist pipeline run --local` ends with a reference check) and
 `benchmarks/learns_personalization.py`. Both use a world where two equally sized identities of any kind
 move in separate lanes, so neither size nor kind tells which reference goes where; the demo's world also
-names the entities by lane ("the kite moves right and the ball moves left across the grass", kite = upper)
+names the entities by lane ("the bird moves right and the ball moves left across the grass", bird = upper)
 so the words say where and only the references say how each entity looks.
 
 Scores come from `components.evaluate.toyworld` against the embedded ground truth (the identity photos and
@@ -25,7 +25,10 @@ ENTITY_SIZE = (0.34, 0.42)  # one size range for every identity: size must not s
 WORLD = EmbeddedConfig(
     two_entity_prob=1.0, cross_prob=0.0, pairing="any", subject_size=ENTITY_SIZE, object_size=ENTITY_SIZE
 )
-LANE_WORDS = ("kite", "ball")  # upper, lower: nouns the miner's offline lexicon knows, free of any identity
+LANE_WORDS = (
+    "bird",
+    "ball",
+)  # upper, lower: a subject and an object word of the miner's lexicon (evaluation modes need a subject), free of any identity
 DEMO_WORLD = dataclasses.replace(WORLD, lane_words=LANE_WORDS)
 
 

@@ -51,7 +51,7 @@ def lane_sample(tmp_path, name: str, upper: str, lower: str) -> EvalSample:
     return EvalSample(
         sample_id=name,
         video=np.zeros((4, 32, 32, 3), np.uint8),
-        caption="the kite moves right and the ball moves left across the grass",
+        caption="the bird moves right and the ball moves left across the grass",
         roles=dict(zip(LANE_WORDS, (upper, lower))),
         masks=masks,
         truth=truth,
