@@ -3,7 +3,8 @@
 Both run side by side in one process on the same inputs: equal width, depth, heads, FFN width, patch size,
 latent grid and text length. Ours runs as in stage 1 (text cross-attention only, self-conditioning off), which
 is the block structure Wan has; a second row adds our personalization cross-attention over 3 entities.
-Prints the ratio ours / peer (goal: <= 1.0) and, on a GPU, the model FLOP utilisation of each.
+Prints the ratio ours / peer (goal: <= 1.0) and, on a GPU, the model FLOP utilisation of each. Row W is
+Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames on a GPU).
 
     python benchmarks/dit_step.py                 # CPU, three sizes
     python benchmarks/dit_step.py --device cuda   # GPU, bf16 autocast, MFU against --peak-tflops
@@ -35,6 +36,11 @@ class Size:
     depth: int
     heads: int
     grid: tuple[int, int, int]  # latent (T, H, W) before the (1, 2, 2) patch
+    ffn: int | None = None  # None: 4 x width
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.ffn or 4 * self.width
 
     @property
     def tokens(self) -> int:
@@ -42,21 +48,32 @@ class Size:
         return t * (h // 2) * (w // 2)
 
 
+# W: Wan2.1-T2V-1.3B's block (width 1536, FFN 8960, 12 heads); on the CPU at 2 blocks, on a GPU at all 30 over
+# Wan's 480p, 81-frame latent grid (21 x 60 x 104).
 CPU_SIZES = [
     Size("S", 192, 4, 4, (4, 16, 16)),
     Size("M", 384, 6, 6, (4, 24, 24)),
     Size("L", 576, 8, 8, (8, 24, 24)),
+    Size("W", 1536, 2, 12, (2, 16, 16), ffn=8960),
 ]
 GPU_SIZES = [
     Size("S", 1024, 8, 16, (8, 32, 32)),
     Size("M", 1536, 16, 16, (16, 36, 64)),
     Size("L", 2048, 20, 16, (21, 36, 64)),
+    Size("W", 1536, 30, 12, (21, 60, 104), ffn=8960),
 ]
 
 
 def build_pair(size: Size, device: torch.device) -> tuple[VideoDiT, WanTransformer3DModel]:
     ours = VideoDiT(
-        DiTConfig(hidden_size=size.width, depth=size.depth, num_heads=size.heads, self_conditioning=False),
+        DiTConfig(
+            hidden_size=size.width,
+            depth=size.depth,
+            num_heads=size.heads,
+            ffn_dim=size.ffn_dim,
+            qk_norm="across_heads",  # as the peer
+            self_conditioning=False,
+        ),
         LATENT_CHANNELS,
         TEXT_DIM,
     )
@@ -67,7 +84,7 @@ def build_pair(size: Size, device: torch.device) -> tuple[VideoDiT, WanTransform
         in_channels=LATENT_CHANNELS,
         out_channels=LATENT_CHANNELS,
         text_dim=TEXT_DIM,
-        ffn_dim=4 * size.width,
+        ffn_dim=size.ffn_dim,
         num_layers=size.depth,
     )
     for module in (ours, peer):
@@ -154,7 +171,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--sizes", default="S,M,L", help="comma-separated subset of S, M, L")
+    parser.add_argument(
+        "--sizes", default="S,M,L,W", help="comma-separated subset of S, M, L, W (Wan2.1-1.3B)"
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     args = parser.parse_args()
     device = torch.device(args.device)

@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from model.batch import EntityReference, TrainingBatch
+from model.batch import EncodedBatch, EncodedConditioning, EntityReference, TrainingBatch
 from model.binding import EntityBinder, EntityTokens, find_word_span, token_span
 from model.config import AlchemistConfig
 from model.dit import Conditioning, VideoDiT
+from model.encoders.frozen import UnloadedEncoder
 from model.encoders.image import ImageEncoder
-from model.encoders.text import TextEncoder, TextStates
+from model.encoders.text import TextEncoder, TextStates, resolve_folder
 from model.encoders.vae import build_vae
 from model.flow import add_noise, flow_loss, predicted_x0, sample_timesteps, velocity_target
 
@@ -44,13 +45,81 @@ def with_local_paths(config: AlchemistConfig, locate: Callable[[str], str]) -> A
     )
 
 
+def checkpoint_meta(directory: Path) -> dict:
+    if not (directory / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"{directory} is not a Video Alchemist checkpoint: {CONFIG_FILE} is missing")
+    return json.loads((directory / CONFIG_FILE).read_text())
+
+
+def checkpoint_config(directory: str | Path) -> AlchemistConfig:
+    return AlchemistConfig.from_dict(checkpoint_meta(Path(directory))["config"])
+
+
+def write_checkpoint(
+    directory: str | Path,
+    config: AlchemistConfig,
+    stage: int,
+    random_weights: list[str],
+    state: dict[str, torch.Tensor],
+) -> Path:
+    """The checkpoint format: config.json (config, stage, random-weight encoders) + model.safetensors."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    meta = {"config": config.to_dict(), "stage": stage, "random_weights": random_weights}
+    (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    save_file(state, str(directory / WEIGHTS_FILE))
+    return directory
+
+
+def pretrained_width(path: str, known: int | None = None) -> int:
+    """An encoder's output width from its folder's config.json alone (no weights are read)."""
+    if known is not None:
+        return known
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(resolve_folder(path))).hidden_size
+
+
+def show_empty_prompt(
+    states: torch.Tensor, mask: torch.Tensor, null: torch.Tensor, null_mask: torch.Tensor, drop: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prompt's states where `drop` is False, the empty prompt's elsewhere, padded to one length."""
+    length = max(states.shape[1], null.shape[1])
+
+    def padded(x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, (0, 0, 0, length - x.shape[1])) if x.ndim == 3 else F.pad(x, (0, length - x.shape[1]))
+
+    where = drop.to(states.device)
+    states = torch.where(where[:, None, None], padded(null).to(states.dtype), padded(states))
+    mask = torch.where(where[:, None], padded(null_mask), padded(mask))
+    return states, mask
+
+
+def with_image_path(config: AlchemistConfig, locate: Callable[[str], str]) -> AlchemistConfig:
+    path = config.image.path
+    return dataclasses.replace(config, image=dataclasses.replace(config.image, path=path and locate(path)))
+
+
 class VideoAlchemist(nn.Module):
-    def __init__(self, config: AlchemistConfig) -> None:
+    def __init__(self, config: AlchemistConfig, load_encoders: bool = True) -> None:
+        """`load_encoders=False` leaves pretrained encoders on disk (training on the encode-once cache)."""
         super().__init__()
+        unset = config.unset_locations()
+        if unset and load_encoders:
+            raise FileNotFoundError(f"encoder locations not set yet: {'; '.join(unset)} (--set FIELD=DIR)")
         self.config = config
-        self.text_encoder = TextEncoder(config.text)
-        self.image_encoder = ImageEncoder(config.image)
-        self.vae = build_vae(config.vae)
+        skip = not load_encoders
+        self.text_encoder = (
+            UnloadedEncoder("text", pretrained_width(config.text.path, config.dit.text_dim))
+            if skip and config.text.path
+            else TextEncoder(config.text)
+        )
+        self.image_encoder = (
+            UnloadedEncoder("image", pretrained_width(config.image.path))
+            if skip and config.image.path
+            else ImageEncoder(config.image)
+        )
+        self.vae = UnloadedEncoder("vae", 0) if skip and config.vae.path else build_vae(config.vae)
         text_dim = self.text_encoder.dim
         if config.dit.text_dim is not None and config.dit.text_dim != text_dim:
             raise ValueError(
@@ -133,6 +202,40 @@ class VideoAlchemist(nn.Module):
             result[i].append(EntityTokens(image_tokens=image_tokens.flatten(0, 1), word_tokens=word_tokens))
         return result
 
+    def encode_conditioning(
+        self,
+        prompts: list[str],
+        entities: list[list[EntityReference]],
+        backgrounds: list[torch.Tensor | None],
+        with_references: bool = True,
+    ) -> EncodedConditioning:
+        """Everything the frozen text and image encoders contribute (what the encode-once cache stores)."""
+        text, null = self.encode_text(prompts), self.encode_text([""])
+        tokens = (
+            self.entity_tokens(text, prompts, entities, backgrounds)
+            if with_references
+            else [[] for _ in prompts]
+        )
+        return EncodedConditioning(text.states, text.mask, null.states, null.mask, tokens)
+
+    def condition_from(
+        self,
+        encoded: EncodedConditioning,
+        drop_text: torch.Tensor | None = None,
+        drop_references: torch.Tensor | None = None,
+    ) -> Conditioning:
+        """Text and personalization context for the DiT; dropped parts act as the unconditional branch."""
+        states, mask = encoded.text, encoded.text_mask
+        if drop_text is not None and bool(drop_text.any()):
+            states, mask = show_empty_prompt(states, mask, encoded.null_text, encoded.null_mask, drop_text)
+        if not self.uses_personalization:
+            return Conditioning(text=states, text_mask=mask)
+        entities = encoded.entities
+        if drop_references is not None:
+            entities = [[] if drop else sample for sample, drop in zip(entities, drop_references.tolist())]
+        context, context_mask = self.binder(entities)
+        return Conditioning(text=states, text_mask=mask, reference=context, reference_mask=context_mask)
+
     def condition(
         self,
         prompts: list[str],
@@ -141,29 +244,27 @@ class VideoAlchemist(nn.Module):
         drop_text: torch.Tensor | None = None,
         drop_references: torch.Tensor | None = None,
     ) -> Conditioning:
-        """Text and personalization context for the DiT; dropped parts act as the unconditional branch."""
-        text = self.encode_text(prompts)
-        if drop_text is not None and bool(drop_text.any()):
-            shown = self.encode_text(["" if drop else p for p, drop in zip(prompts, drop_text.tolist())])
-            states, mask = shown.states, shown.mask
-        else:
-            states, mask = text.states, text.mask
-        if not self.uses_personalization:
-            return Conditioning(text=states, text_mask=mask)
-        if drop_references is not None:
-            keep = [not drop for drop in drop_references.tolist()]
-            entities = [sample if k else [] for sample, k in zip(entities, keep)]
-            backgrounds = [bg if k else None for bg, k in zip(backgrounds, keep)]
-        context, context_mask = self.binder(self.entity_tokens(text, prompts, entities, backgrounds))
-        return Conditioning(text=states, text_mask=mask, reference=context, reference_mask=context_mask)
+        encoded = self.encode_conditioning(prompts, entities, backgrounds, self.uses_personalization)
+        return self.condition_from(encoded, drop_text, drop_references)
+
+    def encode_batch(self, batch: TrainingBatch, with_references: bool = True) -> EncodedBatch:
+        conditioning = self.encode_conditioning(
+            batch.prompts, batch.entities, batch.backgrounds, with_references
+        )
+        return EncodedBatch(self.vae.encode(batch.video), conditioning)
 
     # ----------------------------------------------------------------- training
-    def training_loss(self, batch: TrainingBatch, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Rectified-flow loss with classifier-free-guidance dropout and self-conditioning."""
+    def training_loss(
+        self, batch: TrainingBatch | EncodedBatch, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Rectified-flow loss with classifier-free-guidance dropout and self-conditioning.
+
+        A raw batch is encoded here; an encoded one (the encode-once cache) skips the frozen encoders."""
+        if isinstance(batch, TrainingBatch):
+            batch = self.encode_batch(batch, self.uses_personalization)
         flow = self.config.flow
-        device = batch.video.device
-        batch_size = batch.video.shape[0]
-        x0 = self.vae.encode(batch.video)
+        x0 = batch.latents
+        device, batch_size = x0.device, x0.shape[0]
 
         def uniform() -> torch.Tensor:  # drawn on the CPU so a seed gives the same run on any device
             return torch.rand(batch_size, generator=generator)
@@ -173,7 +274,7 @@ class VideoAlchemist(nn.Module):
         drop_text, drop_references = uniform() < flow.text_dropout, uniform() < flow.reference_dropout
         use_self_condition = uniform() < flow.self_conditioning_prob
         x_t = add_noise(x0, noise, t)
-        cond = self.condition(batch.prompts, batch.entities, batch.backgrounds, drop_text, drop_references)
+        cond = self.condition_from(batch.conditioning, drop_text, drop_references)
         self_condition = None
         if self.config.dit.self_conditioning and bool(use_self_condition.any()):
             with torch.no_grad():
@@ -195,16 +296,9 @@ class VideoAlchemist(nn.Module):
         }
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "config": self.config.to_dict(),
-            "stage": self.stage,
-            "random_weights": self.random_weight_encoders(),
-        }
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-        save_file(self.saved_state(), str(directory / WEIGHTS_FILE))
-        return directory
+        return write_checkpoint(
+            directory, self.config, self.stage, self.random_weight_encoders(), self.saved_state()
+        )
 
     @classmethod
     def from_pretrained(
@@ -212,16 +306,20 @@ class VideoAlchemist(nn.Module):
         directory: str | Path,
         map_location: str | torch.device = "cpu",
         locate: Callable[[str], str] | None = None,
+        config: AlchemistConfig | None = None,
+        load_encoders: bool = True,
     ) -> VideoAlchemist:
-        """Load a checkpoint; `locate` maps remote encoder locations recorded in its config to local folders."""
+        """Load a checkpoint; `locate` maps remote encoder locations recorded in its config to local folders.
+
+        `config` replaces the saved one (for example other encoder locations or video size); the weights must
+        still fit it exactly."""
         directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file():
-            raise FileNotFoundError(
-                f"{directory} is not a Video Alchemist checkpoint: {CONFIG_FILE} is missing"
-            )
-        meta = json.loads((directory / CONFIG_FILE).read_text())
-        config = AlchemistConfig.from_dict(meta["config"])
-        model = cls(with_local_paths(config, locate) if locate else config)
+        meta = checkpoint_meta(directory)
+        config = config or AlchemistConfig.from_dict(meta["config"])
+        built = config
+        if locate is not None:  # without its encoders, only the (small) image encoder's config is read
+            built = with_local_paths(config, locate) if load_encoders else with_image_path(config, locate)
+        model = cls(built, load_encoders)
         model.config = config  # keep the portable locations, so a re-save stays loadable elsewhere
         state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
         expected = model.saved_state()

@@ -14,6 +14,8 @@ from typing import Any, Literal
 TextEncoderKind = Literal["bert", "t5", "umt5"]
 ImageEncoderKind = Literal["dinov2", "clip"]
 VAEKind = Literal["pixel", "diffusers"]
+# A location the user still has to fill (e.g. the UMT5-XXL folder after a Wan import); loading names it.
+UNSET = "unset:"
 QKNorm = Literal["per_head", "across_heads", "none"]
 TimeGrid = Literal["uniform", "flow_match"]
 
@@ -145,6 +147,18 @@ class AlchemistConfig:
         pt, ph, pw = self.dit.patch_size
         return (self.vae.temporal_factor * pt, self.vae.spatial_factor * ph, self.vae.spatial_factor * pw)
 
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, t, h, w) of one video's latents; a causal video VAE encodes the first frame on its own."""
+        vae = self.vae
+        t = 1 + (frames - 1) // vae.temporal_factor if vae.causal else frames // vae.temporal_factor
+        return vae.latent_channels, t, height // vae.spatial_factor, width // vae.spatial_factor
+
+    def video_tokens(self, frames: int, height: int, width: int) -> int:
+        """DiT tokens of one video: its latent grid over the patch size."""
+        _, t, h, w = self.latent_shape(frames, height, width)
+        pt, ph, pw = self.dit.patch_size
+        return (t // pt) * (h // ph) * (w // pw)
+
     def check_video_size(self, frames: int, height: int, width: int) -> None:
         # A causal video VAE encodes the first frame alone, so it takes 1 + k * stride frames.
         first = 1 if self.vae.causal else 0
@@ -156,6 +170,16 @@ class AlchemistConfig:
                 raise ValueError(
                     f"{name}={value} must be {extra}a positive multiple of {step} for preset {self.name!r}"
                 )
+
+    def unset_locations(self) -> list[str]:
+        """`field: what belongs there` for every encoder location still marked unset."""
+        fields = {
+            "text.path": self.text.path,
+            "text.tokenizer_path": self.text.tokenizer_path,
+            "image.path": self.image.path,
+            "vae.path": self.vae.path,
+        }
+        return [f"{k}: {v[len(UNSET) :]}" for k, v in fields.items() if v and v.startswith(UNSET)]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

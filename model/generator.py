@@ -88,14 +88,6 @@ class Generator:
     ) -> Generator:
         return cls(VideoAlchemist.from_pretrained(directory, map_location=device, locate=locate), device)
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
-        """Shape of one sample's latents (C, t, h, w)."""
-        vae = self.config.vae
-        latent_frames = (
-            1 + (frames - 1) // vae.temporal_factor if vae.causal else frames // vae.temporal_factor
-        )
-        return (vae.latent_channels, latent_frames, height // vae.spatial_factor, width // vae.spatial_factor)
-
     def references_to_entities(self, references: dict[str, Sequence[ImageLike]]) -> list[EntityReference]:
         limits = self.config.video
         if len(references) > limits.max_entities:
@@ -228,7 +220,7 @@ class Generator:
             velocity = guided_velocity(v_full, v_text, v_null, guidance, reference_guidance)
             return velocity, predicted_x0(x, v_full, tt)
 
-        shape = self.latent_shape(frames, height, width)
+        shape = self.config.latent_shape(frames, height, width)
         noise = torch.stack(
             [torch.randn(shape, generator=torch.Generator().manual_seed(r.seed)) for r in requests]
         ).to(self.device)

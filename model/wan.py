@@ -13,16 +13,21 @@ index, as published), and the original Wan2.1 repository's (`WanModel` config + 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
 
-from model.config import DiTConfig
+from model.alchemist import write_checkpoint
+from model.binding import EntityBinder
+from model.config import UNSET, AlchemistConfig, DiTConfig, ImageEncoderConfig, wan21_t2v
 from model.dit import VideoDiT
+from model.encoders.image import ImageEncoder
 
 WEIGHTS_STEM = "diffusion_pytorch_model"
 
@@ -229,3 +234,97 @@ def import_wan_transformer(folder: str | Path) -> VideoDiT:
         for key, tensor in state.items():
             own[key].copy_(tensor)
     return dit
+
+
+@dataclass
+class WanImport:
+    """What `import_wan` wrote, and which encoder locations the user still has to fill."""
+
+    out: Path
+    config: AlchemistConfig
+    dit_parameters: int
+    personalization_parameters: int
+    unset: list[str]  # config fields left for the user, e.g. ["text.path"]
+
+
+def sibling(transformer: Path, name: str, given: str | None) -> str | None:
+    """A published diffusers pipeline folder holds the encoders beside `transformer/`."""
+    if given:
+        return given
+    candidate = transformer.parent / name
+    return (
+        str(candidate)
+        if (candidate / "config.json").is_file() or (candidate / "tokenizer.json").is_file()
+        else None
+    )
+
+
+def vae_factors(folder: str | None) -> dict[str, int]:
+    """AutoencoderKLWan's compression from its config (Wan2.1's: 8x spatial, 4x temporal); {} keeps those."""
+    if folder is None or not (Path(folder) / "config.json").is_file():
+        return {}
+    config = json.loads((Path(folder) / "config.json").read_text())
+    if "dim_mult" not in config:
+        return {}
+    return {
+        "spatial_factor": 2 ** (len(config["dim_mult"]) - 1),
+        "temporal_factor": 2 ** sum(bool(x) for x in config.get("temperal_downsample", [])),
+    }
+
+
+def import_wan(
+    transformer: str | Path,
+    out: str | Path,
+    text_encoder: str | None = None,
+    tokenizer: str | None = None,
+    vae: str | None = None,
+    image_encoder: str | None = None,
+) -> WanImport:
+    """Write a stage-1 Video Alchemist checkpoint (`VideoAlchemist.from_pretrained` loads it) from Wan2.1.
+
+    UMT5-XXL and AutoencoderKLWan are Wan's own encoders: taken from the arguments or from the pipeline
+    folder around `transformer`, and otherwise recorded as `unset:` locations for the user to fill. DINOv2
+    (references) is ours: without `image_encoder`, a small random one is saved and tagged as random."""
+    transformer = Path(transformer)
+    dit = import_wan_transformer(transformer)
+    text_path = sibling(transformer, "text_encoder", text_encoder)
+    tokenizer_path = sibling(transformer, "tokenizer", tokenizer)
+    vae_path = sibling(transformer, "vae", vae)
+    base = wan21_t2v("14b" if dit.config.hidden_size == 5120 else "1.3b")
+    sized = (dit.config.hidden_size, dit.config.depth) in ((1536, 30), (5120, 40))
+    config = dataclasses.replace(
+        base,
+        name=base.name if sized else "wan2.1-t2v-import",
+        dit=dit.config,
+        text=dataclasses.replace(
+            base.text,
+            path=text_path or f"{UNSET}UMT5-XXL encoder folder (the Wan2.1 diffusers folder's text_encoder/)",
+            tokenizer_path=tokenizer_path or text_path,
+        ),
+        vae=dataclasses.replace(
+            base.vae,
+            **vae_factors(vae_path),
+            latent_channels=dit.latent_channels,
+            path=vae_path or f"{UNSET}AutoencoderKLWan folder (the Wan2.1 diffusers folder's vae/)",
+        ),
+        image=dataclasses.replace(base.image, path=image_encoder)
+        if image_encoder
+        else ImageEncoderConfig(kind="dinov2", image_size=224, patch_size=14, token_grid=8),
+    )
+    images = ImageEncoder(config.image)
+    binder = EntityBinder(
+        images.dim, dit.config.text_dim, config.text.max_word_tokens, dit.config.hidden_size, True
+    )
+    state = {f"dit.{k}": v for k, v in dit.state_dict().items()}
+    state.update({f"binder.{k}": v for k, v in binder.state_dict().items()})
+    if images.random_weights:
+        state.update({f"image_encoder.{k}": v for k, v in images.state_dict().items()})
+    state = {k: v.detach().contiguous() for k, v in state.items()}
+    write_checkpoint(out, config, 1, ["image"] if images.random_weights else [], state)
+    unset = [
+        f for f, v in (("text.path", config.text.path), ("vae.path", config.vae.path)) if v.startswith(UNSET)
+    ]
+    personalization = sum(p.numel() for p in dit.personalization_parameters()) + sum(
+        p.numel() for p in binder.parameters()
+    )
+    return WanImport(Path(out), config, sum(p.numel() for p in dit.parameters()), personalization, unset)

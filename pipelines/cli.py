@@ -14,6 +14,7 @@ from pipelines import commands
 # The order a newcomer runs them in; `--help` lists commands this way (unknown ones last).
 WORKFLOW = (
     "make-embedded-dataset",
+    "model",
     "mine",
     "data",
     "train",

@@ -161,6 +161,10 @@ def build_pipeline(cluster: ClusterOptions | None = None):
         num_shards: int = 2,
         miner: dict = {},  # noqa: B006 - KFP parameters need literal defaults; MinerConfig fields by name
         preset: str = "tiny",
+        base_model: str = "",
+        trainable: str = "full",
+        lora_rank: int = 0,
+        model_overrides: dict = {},  # noqa: B006 - config fields by section, e.g. {"video": {"frames": 33}}
         text_encoder: str = "",
         image_encoder: str = "",
         vae: str = "",
@@ -221,8 +225,17 @@ def build_pipeline(cluster: ClusterOptions | None = None):
                 )
             else:
                 trainer = partial(
-                    train, text_encoder=text_encoder, image_encoder=image_encoder, vae=vae, **common
+                    train,
+                    text_encoder=text_encoder,
+                    image_encoder=image_encoder,
+                    vae=vae,
+                    base_model=base_model,
+                    trainable=trainable,
+                    lora_rank=lora_rank,
+                    model_overrides=model_overrides,
+                    **common,
                 )
+            # With base_model (an imported Wan2.1), stage 1 is a short text-only adaptation from it.
             stage1 = _train_step(trainer(stage=1, steps=stage1_steps).after(checked), cluster)
             stage2 = _train_step(trainer(stage=2, steps=stage2_steps, init=stage1.outputs["model"]), cluster)
 

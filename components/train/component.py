@@ -21,11 +21,16 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     init: Input[Model] = None,
+    base_model: str = "",
+    trainable: str = "full",
+    lora_rank: int = 0,
+    model_overrides: dict = {},  # noqa: B006 - KFP parameters need literal defaults
 ):
-    """Train `stage` (1: text cross-attention only; 2: everything, from `init`) for `steps` optimizer steps.
+    """Train `stage` (1: text cross-attention only; 2: personalization, from `init`) for `steps` optimizer steps.
 
-    Encoder locations "" mean random weights (tagged in MLflow); `deepspeed_config` "" means ZeRO-2 from
-    infra/deepspeed. The model artifact is the stage's final `save_pretrained` folder (+ EMA weights).
+    Encoder locations "" mean the preset's (random weights are tagged in MLflow); `base_model` (a folder or
+    s3:// URI, e.g. an imported Wan2.1) is where a stage without `init` starts; `deepspeed_config` "" means
+    ZeRO-2 from infra/deepspeed. The model artifact is the stage's final `save_pretrained` folder (+ EMA).
     """
     import json
     import shutil
@@ -34,10 +39,11 @@ def train(
 
     from components.train.config import DataConfig, TrainConfig
     from components.train.trainer import train as run_training
+    from components.weights import location_overrides, merge_overrides
 
-    overrides = {
-        k: {"path": v} for k, v in (("text", text_encoder), ("image", image_encoder), ("vae", vae)) if v
-    }
+    overrides = merge_overrides(
+        model_overrides, location_overrides(text_encoder=text_encoder, image_encoder=image_encoder, vae=vae)
+    )
     data_rev = dataset.metadata.get("data_rev", "")
     with tempfile.TemporaryDirectory(prefix=f"train-stage{stage}-") as work:
         config = TrainConfig(
@@ -45,8 +51,10 @@ def train(
             preset=preset,
             stage=str(stage),
             steps=steps,
-            init_from=Path(init.path) if init is not None else None,
+            init_from=init.path if init is not None else (base_model or None),
             model_overrides=overrides,
+            trainable=trainable if stage == 2 else "full",
+            lora_rank=lora_rank,
             tracking_uri=tracking_uri or None,
             experiment=experiment,
             run_name=f"{preset}-{data_rev[:8] or 'data'}",
@@ -106,8 +114,17 @@ def train_multinode(
     work = Path(shared_dir) / f"stage{stage}-{uuid.uuid4().hex[:10]}"
     shutil.copytree(dataset.path, work / "dataset")
     data_rev = dataset.metadata.get("data_rev", "")
-    command = ["alchemist", "train", "--manifest", str(work / "dataset"), "--out", str(work / "train")]
-    command += ["--stage", str(stage), "--preset", preset, "--steps", str(steps), "--experiment", experiment]
+    command = ["alchemist", "train", "--dataset", str(work / "dataset"), "--out", str(work / "train")]
+    command += [
+        "--stage",
+        str(stage),
+        "--preset",
+        preset,
+        "--train-steps",
+        str(steps),
+        "--experiment",
+        experiment,
+    ]
     if data_rev:
         command += ["--data-rev", data_rev]
     if init is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("1", "2", "both")
+TRAINABLE = ("full", "personalization")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DEEPSPEED_CONFIG = REPO_ROOT / "infra" / "deepspeed" / "zero2.json"
 
@@ -66,6 +67,7 @@ class DataConfig:
     p_background: float = 1.0  # probability of conditioning on the inpainted background when the row has one
     shuffle: bool = True
     cache_dir: Path | None = None  # decoded, resized clips cached as .npy (keyed by sha256 and size)
+    features: Path | None = None  # an encode-once cache (`alchemist data encode`): train without the encoders
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -97,8 +99,11 @@ class TrainConfig:
     resume: bool = False
     activation_checkpointing: bool = False
     binding: bool = True  # word-token binding of references (the ablation turns it off)
-    init_from: Path | None = None  # save_pretrained dir to start from (stage 2: stage 1's result)
+    # save_pretrained folder (local or s3://) to start from: stage 1's result, or an imported Wan2.1 backbone
+    init_from: str | None = None
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # {"dit": {"depth": 4}, ...}
+    trainable: str = "full"  # stage 2: "full" fine-tune, or "personalization" only (backbone frozen)
+    lora_rank: int = 0  # > 0: LoRA of this rank on the backbone's attention and FFN (with "personalization")
     checkpoint_every: int = 50
     keep_last: int = 3
     log_every: int = 1
@@ -128,6 +133,14 @@ class TrainConfig:
             raise TrainConfigError(
                 f"data.batch_size={self.data.batch_size} and optim.grad_accum={self.optim.grad_accum} must be >= 1"
             )
+        if self.trainable not in TRAINABLE:
+            raise TrainConfigError(f"trainable={self.trainable!r} must be one of {TRAINABLE}")
+        if self.lora_rank < 0 or (self.lora_rank and self.trainable == "full"):
+            raise TrainConfigError(
+                f"lora_rank={self.lora_rank}: LoRA adapts a frozen backbone, so it needs trainable='personalization'"
+            )
+        if self.init_from is not None:
+            self.init_from = str(self.init_from)
         if not Path(self.deepspeed_config).is_file():
             raise TrainConfigError(f"deepspeed_config={self.deepspeed_config} is not a file")
 

@@ -71,25 +71,14 @@ class Batch:
 
     def pin_memory(self) -> Batch:
         if self.training is not None:
-            self.training = _map_tensors(self.training, lambda t: t.pin_memory())
+            self.training = self.training.map_tensors(lambda t: t.pin_memory())
         return self
 
     def to(self, device: torch.device | str) -> Batch:
         non_blocking = torch.device(device).type == "cuda"
         if self.training is not None:
-            self.training = _map_tensors(self.training, lambda t: t.to(device, non_blocking=non_blocking))
+            self.training = self.training.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
         return self
-
-
-def _map_tensors(batch: Any, fn: Any) -> Any:
-    from model.batch import EntityReference, TrainingBatch
-
-    return TrainingBatch(
-        video=fn(batch.video),
-        prompts=batch.prompts,
-        entities=[[EntityReference(e.word, fn(e.images)) for e in ents] for ents in batch.entities],
-        backgrounds=[None if b is None else fn(b) for b in batch.backgrounds],
-    )
 
 
 def read_manifest(dataset_dir: Path, split: str | None) -> list[dict[str, Any]]:
@@ -240,15 +229,14 @@ def collate(items: list[tuple[str, Sample | None]]) -> Batch:
     return Batch(training, [s.sample_id for s in samples], len(items), skipped)
 
 
-def build_loader(
-    dataset: ManifestDataset, data: DataConfig, sampler: ResumableSampler, pin_memory: bool
-) -> DataLoader:
+def build_loader(dataset: Any, data: DataConfig, sampler: ResumableSampler, pin_memory: bool) -> DataLoader:
+    """Raw clips (`ManifestDataset`) or the encode-once cache (`FeatureDataset`, its own collate)."""
     return DataLoader(
         dataset,
         batch_size=data.batch_size,
         sampler=sampler,
         num_workers=data.num_workers,
-        collate_fn=collate,
+        collate_fn=getattr(dataset, "collate_batch", collate),
         pin_memory=pin_memory,
         persistent_workers=False,  # the sampler position changes between iterators (resume, epochs)
         drop_last=False,

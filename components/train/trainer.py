@@ -30,6 +30,7 @@ from components.train.config import TrainConfig, flatten
 from components.train.dataset import Batch, ManifestDataset, SampleSize, build_loader
 from components.train.ema import EMA, gathered
 from components.train.engine import build_engine, device_for_rank, init_distributed
+from components.train.lora import has_lora, merge_lora
 from components.train.sampler import ResumableSampler
 from components.train.samples import fixed_prompts, generate_samples
 from components.train.tracking import Tracker, git_commit, run_name, tracking_uri
@@ -89,9 +90,9 @@ def train(config: TrainConfig) -> TrainResult:
 
 def load_trained(directory: Path, use_ema: bool = True, map_location: str = "cpu") -> torch.nn.Module:
     """A finished stage's model; with `use_ema` its trainable weights are replaced by their EMA."""
-    from model.alchemist import VideoAlchemist
+    from components.weights import load_model
 
-    model = VideoAlchemist.from_pretrained(directory, map_location=map_location)
+    model = load_model(directory, map_location)
     if use_ema:
         state = torch.load(Path(directory) / EMA_FILE, map_location="cpu", weights_only=True)
         params = dict(model.named_parameters())
@@ -101,12 +102,14 @@ def load_trained(directory: Path, use_ema: bool = True, map_location: str = "cpu
     return model
 
 
-def build_model(config: TrainConfig, stage: int, init_from: Path | None) -> torch.nn.Module:
-    from model.alchemist import VideoAlchemist
-    from model.config import AlchemistConfig, preset
+def build_model(config: TrainConfig, stage: int, init_from: str | Path | None) -> torch.nn.Module:
+    """The stage's model through the one builder (preset or checkpoint, overrides, located weights)."""
+    from components.weights import build_model as build
+    from components.weights import load_model, preset_config
 
+    load_encoders = config.data.features is None  # the encode-once cache replaces them
     if init_from is not None:
-        model = VideoAlchemist.from_pretrained(init_from)
+        model = load_model(init_from, overrides=config.model_overrides, load_encoders=load_encoders)
         if stage == 2 and model.config.dit.word_binding != config.binding:
             # Stage 1 never uses the binder, so one stage-1 result serves both arms of the binding ablation.
             torch.manual_seed(config.seed)
@@ -114,30 +117,48 @@ def build_model(config: TrainConfig, stage: int, init_from: Path | None) -> torc
     else:
         if stage == 2:
             log.warning("stage 2 starts from random weights: no stage-1 result or --init-from was given")
-        tree = preset(config.preset).to_dict()
-        for section, values in config.model_overrides.items():
-            if section not in tree or not isinstance(tree[section], dict):
-                raise ValueError(f"model_overrides section {section!r} is not one of the config's sections")
-            unknown = sorted(set(values) - set(tree[section]))
-            if unknown:
-                raise ValueError(f"model_overrides[{section!r}] has unknown fields {unknown}")
-            tree[section].update(values)
-        tree["dit"]["word_binding"] = config.binding
+        overrides = {**config.model_overrides}
+        overrides["dit"] = {**overrides.get("dit", {}), "word_binding": config.binding}
+        model_config = preset_config(config.preset, overrides)
         torch.manual_seed(config.seed)  # the same seed always gives the same initial weights
-        model = VideoAlchemist(AlchemistConfig.from_dict(tree))
+        model = build(model_config, load_encoders)
     model.config.dit.gradient_checkpointing = config.activation_checkpointing
     model.set_stage(stage)
+    choose_trainable(model, config, stage)
     return model.train()
+
+
+def choose_trainable(model: Any, config: TrainConfig, stage: int) -> None:
+    """Stage 2 with `personalization` trains only the personalization attention, its norms and the binder;
+    LoRA adds rank-r adapters on the frozen backbone. Optimizer states then cover only those."""
+    from components.train.lora import add_lora
+
+    if stage == 2 and config.trainable == "personalization":
+        for parameter in [*model.dit.parameters(), *model.binder.parameters()]:
+            parameter.requires_grad_(False)
+    if config.lora_rank:
+        torch.manual_seed(config.seed)
+        add_lora(model.dit, config.lora_rank)
+    if stage == 2:
+        for parameter in model.personalization_parameters():
+            parameter.requires_grad_(True)
+
+
+def sample_size(data: Any, model_config: Any) -> SampleSize:
+    """The training sample size: the data options where given, else the model's video and image sizes."""
+    video = model_config.video
+    return SampleSize(
+        frames=data.frames or video.frames,
+        height=data.height or video.height,
+        width=data.width or video.width,
+        reference_size=data.reference_size or model_config.image.image_size,
+        max_entities=video.max_entities,
+        max_references=video.max_references,
+    )
 
 
 def step_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def video_tokens(model_config: Any, frames: int, height: int, width: int) -> int:
-    st, sh, sw = model_config.stride
-    latent_frames = 1 + (frames - 1) // st if model_config.vae.causal else frames // st
-    return latent_frames * (height // sh) * (width // sw)
 
 
 class StopRequest:
@@ -196,7 +217,7 @@ class StageRunner:
             raise ResumeError(f"{latest} exists: pass --resume to continue it, or choose another --out")
 
         model = build_model(self.cfg, self.stage, self.init_from).to(self.device)
-        dataset = self.build_dataset(model.config)
+        dataset = self.build_dataset(model)
         sampler = ResumableSampler(
             len(dataset), self.cfg.seed, self.cfg.data.shuffle, self.rank, self.world_size
         )
@@ -218,7 +239,9 @@ class StageRunner:
         )
         self.log_run_info(tracker, model, engine)
         tracker.log_data_input(self.cfg.data.manifest, self.cfg.data_rev)
-        self.prompts = fixed_prompts(dataset, self.cfg.num_sample_prompts) if self.rank == 0 else []
+        # Samples need the encoders: a run on the encode-once cache trains without them and samples nothing.
+        samples_possible = self.rank == 0 and isinstance(dataset, ManifestDataset)
+        self.prompts = fixed_prompts(dataset, self.cfg.num_sample_prompts) if samples_possible else []
         sampler.set_position(state.epoch, state.offset)
         status = "FAILED"
         try:
@@ -239,17 +262,13 @@ class StageRunner:
         finally:
             tracker.end(status)
 
-    def build_dataset(self, model_config: Any) -> ManifestDataset:
-        data, video = self.cfg.data, model_config.video
-        size = SampleSize(
-            frames=data.frames or video.frames,
-            height=data.height or video.height,
-            width=data.width or video.width,
-            reference_size=data.reference_size or model_config.image.image_size,
-            max_entities=video.max_entities,
-            max_references=video.max_references,
-        )
-        model_config.check_video_size(size.frames, size.height, size.width)
+    def build_dataset(self, model: Any) -> Any:
+        data, size = self.cfg.data, sample_size(self.cfg.data, model.config)
+        model.config.check_video_size(size.frames, size.height, size.width)
+        if data.features is not None:
+            from components.train.features import FeatureDataset
+
+            return FeatureDataset(data.features, model, data.manifest, size)
         return ManifestDataset(
             data.manifest, size, data.split, data.augment, data.p_background, data.cache_dir, self.cfg.seed
         )
@@ -318,9 +337,8 @@ class StageRunner:
                     engine.backward(loss)
                     engine.step()
                     losses.append(float(loss.detach()))
-                    _, _, t, h, w = batch.training.video.shape
                     samples += len(batch.sample_ids)
-                    tokens += len(batch.sample_ids) * video_tokens(model.config, t, h, w)
+                    tokens += len(batch.sample_ids) * batch.training.video_tokens(model.config)
                 ema.update(model)
                 loss_value = self.mean_over_ranks(sum(losses) / len(losses))
                 state.step += 1
@@ -399,6 +417,8 @@ class StageRunner:
         """save_pretrained + EMA + result.json, renamed into place only when complete."""
         tmp = self.dir / ".tmp-final"
         with gathered(model):
+            if has_lora(model):  # every rank: the adapters fold into plain weights before saving
+                ema.shadow = merge_lora(model, ema.shadow)
             if self.rank == 0:
                 shutil.rmtree(tmp, ignore_errors=True)
                 model.save_pretrained(tmp)

@@ -6,34 +6,55 @@ from pathlib import Path
 
 import typer
 
-from components.train.config import DEFAULT_DEEPSPEED_CONFIG
+from components.train.config import DEFAULT_DEEPSPEED_CONFIG, TrainConfig, TrainConfigError
+from model.config import PRESET_NAMES
 
 
 def train_command(
-    manifest: Path = typer.Option(
-        ..., "--manifest", help="Mined dataset folder (manifest.parquet + media/)."
-    ),
+    dataset: Path = typer.Option(..., "--dataset", help="Mined dataset folder (manifest.parquet + media/)."),
     out: Path = typer.Option(
         Path("work/train"), "--out", help="Output folder: checkpoints, final models, samples."
     ),
-    stage: str = typer.Option(
-        "both", "--stage", help="1 (text only), 2 (personalization, full fine-tune) or both."
+    stage: str | None = typer.Option(
+        None,
+        "--stage",
+        help="1 (text only), 2 (personalization) or both. Default: 2 with --init-from, else both.",
+        show_default=False,
     ),
-    preset: str = typer.Option("tiny", "--preset", help="Model size preset: tiny, small, base or large."),
+    preset: str = typer.Option(
+        "tiny", "--preset", help=f"Model preset: {', '.join(PRESET_NAMES)} (ignored with --init-from)."
+    ),
+    assignments: list[str] = typer.Option(
+        [], "--set", help="Override a config field, e.g. --set dit.depth=4 --set video.frames=9 (repeatable)."
+    ),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Text encoder folder or s3:// URI."),
+    image_encoder: str | None = typer.Option(
+        None, "--image-encoder", help="Image encoder folder or s3:// URI."
+    ),
+    vae: str | None = typer.Option(None, "--vae", help="VAE folder or s3:// URI."),
     deepspeed_config: Path = typer.Option(
         DEFAULT_DEEPSPEED_CONFIG,
         "--deepspeed-config",
         help="DeepSpeed JSON (ZeRO stage; 'auto' fields filled here).",
     ),
-    steps: int = typer.Option(100, "--steps", help="Optimizer steps per stage."),
+    train_steps: int = typer.Option(100, "--train-steps", help="Optimizer steps per stage."),
     stage2_steps: int | None = typer.Option(
-        None, "--stage2-steps", help="Steps of stage 2 (default: --steps)."
+        None, "--stage2-steps", help="Optimizer steps of stage 2 (default: --train-steps)."
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
-    init_from: Path | None = typer.Option(
+    init_from: str | None = typer.Option(
         None,
         "--init-from",
-        help="Start from this save_pretrained folder (stage 2 defaults to stage 1's result).",
+        help="Start from this model folder or s3:// URI: an imported Wan2.1 (`alchemist model import-wan`) "
+        "or a stage-1 result.",
+    ),
+    trainable: str = typer.Option(
+        "full", "--trainable", help="Stage 2 trains: full (everything) or personalization (backbone frozen)."
+    ),
+    lora_rank: int = typer.Option(
+        0,
+        "--lora-rank",
+        help="LoRA rank on the frozen backbone's attention and FFN (with --trainable personalization).",
     ),
     batch_size: int = typer.Option(2, "--batch-size", help="Micro-batch size per process."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches accumulated per optimizer step."),
@@ -52,6 +73,11 @@ def train_command(
     ),
     num_workers: int = typer.Option(0, "--num-workers", help="DataLoader worker processes."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Cache decoded, resized clips here."),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="Encode-once cache (`alchemist data encode`): train without loading the encoders.",
+    ),
     split: str = typer.Option("train", "--split", help="Manifest split to train on."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Checkpoint every N steps."),
     keep_last: int = typer.Option(3, "--keep-last", help="Checkpoints kept (older ones are deleted)."),
@@ -70,53 +96,87 @@ def train_command(
     """Train stage 1, stage 2 or both; a progress bar shows loss, step rate and ETA."""
     import logging
 
-    from components.train.config import AugmentConfig, DataConfig, OptimConfig, TrainConfig
-    from components.train.trainer import train
+    from components.train.config import AugmentConfig, DataConfig, OptimConfig
+    from components.train.trainer import ResumeError, train
+    from components.weights import ModelConfigError, location_overrides, merge_overrides, parse_assignments
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = TrainConfig(
-        out=out,
-        preset=preset,
-        stage=stage,
-        steps=steps,
-        stage2_steps=stage2_steps,
-        seed=seed,
-        deepspeed_config=deepspeed_config,
-        resume=resume,
-        activation_checkpointing=activation_checkpointing,
-        binding=not no_binding,
-        init_from=init_from,
-        checkpoint_every=checkpoint_every,
-        keep_last=keep_last,
-        sample_every=sample_every,
-        tracking_uri=tracking_uri,
-        experiment=experiment,
-        data_rev=data_rev,
-        data=DataConfig(
-            manifest=manifest,
-            split=split,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            cache_dir=cache_dir,
-            augment=AugmentConfig(),
-        ),
-        optim=OptimConfig(
-            lr=lr,
-            warmup_steps=warmup_steps,
-            min_lr_ratio=min_lr_ratio,
-            grad_clip=grad_clip,
-            grad_accum=grad_accum,
-            ema_decay=ema_decay,
-        ),
-    )
-    result = train(config)
+    try:
+        overrides = merge_overrides(
+            parse_assignments(assignments),
+            location_overrides(text_encoder=text_encoder, image_encoder=image_encoder, vae=vae),
+        )
+        config = TrainConfig(
+            out=out,
+            preset=preset,
+            stage=stage or ("2" if init_from else "both"),
+            steps=train_steps,
+            stage2_steps=stage2_steps,
+            seed=seed,
+            deepspeed_config=deepspeed_config,
+            resume=resume,
+            activation_checkpointing=activation_checkpointing,
+            binding=not no_binding,
+            init_from=init_from,
+            model_overrides=overrides,
+            trainable=trainable,
+            lora_rank=lora_rank,
+            checkpoint_every=checkpoint_every,
+            keep_last=keep_last,
+            sample_every=sample_every,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            data_rev=data_rev,
+            data=DataConfig(
+                manifest=dataset,
+                split=split,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                cache_dir=cache_dir,
+                features=features,
+                augment=AugmentConfig(),
+            ),
+            optim=OptimConfig(
+                lr=lr,
+                warmup_steps=warmup_steps,
+                min_lr_ratio=min_lr_ratio,
+                grad_clip=grad_clip,
+                grad_accum=grad_accum,
+                ema_decay=ema_decay,
+            ),
+        )
+        preflight(config)
+        result = train(config)
+    except (TrainConfigError, ModelConfigError, ResumeError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(code=2) from None
     for s in result.stages:
         last = f"{s.losses[-1]:.4f}" if s.losses else "n/a"
-        typer.echo(f"stage {s.stage}: {s.steps} steps, last loss {last}, skipped {s.skipped_samples} samples")
+        typer.echo(
+            f"stage {s.stage}: {s.steps} steps, last loss {last}, skipped {s.skipped_samples} samples, "
+            f"MLflow run {s.mlflow_run_id}"
+        )
     if result.interrupted:
         typer.echo("stopped by SIGTERM after checkpointing; rerun with --resume to continue")
         raise typer.Exit(code=143)
     typer.echo(f"final model: {result.final_dir}")
+    typer.echo(f"run id: {result.stages[-1].mlflow_run_id} (pass it as --run-id to evaluate and promote)")
+
+
+def preflight(config: TrainConfig) -> None:
+    """Check every input before DeepSpeed and the process group start, so a mistake costs no minute."""
+    from components.weights import configure, locate, preset_config
+    from model.alchemist import checkpoint_config
+
+    manifest = Path(config.data.manifest) / "manifest.parquet"
+    if not manifest.is_file():
+        raise FileNotFoundError(
+            f"--dataset {config.data.manifest}: no manifest.parquet (run `alchemist mine`)"
+        )
+    if config.init_from is None:
+        preset_config(config.preset, config.model_overrides)
+    elif not config.init_from.startswith("s3://"):
+        configure(checkpoint_config(locate(config.init_from)), {})
 
 
 def register(app: typer.Typer) -> None:

@@ -54,8 +54,8 @@ def config(dataset: Path, out: Path, uri: str, **overrides: object) -> TrainConf
 def cli_args(dataset: Path, out: Path, uri: str) -> list[str]:
     return [
         sys.executable, "-c", "from pipelines.cli import app; app()", "train",
-        "--manifest", str(dataset), "--out", str(out), "--stage", "1", "--preset", "tiny",
-        "--steps", str(STEPS), "--checkpoint-every", "2", "--keep-last", "2", "--batch-size", "2",
+        "--dataset", str(dataset), "--out", str(out), "--stage", "1", "--preset", "tiny",
+        "--train-steps", str(STEPS), "--checkpoint-every", "2", "--keep-last", "2", "--batch-size", "2",
         "--grad-accum", "2", "--lr", "1e-3", "--warmup-steps", "3", "--min-lr-ratio", "0.1",
         "--sample-every", "-1", "--tracking-uri", uri, "--data-rev", "rev-abc123",
     ]  # fmt: skip

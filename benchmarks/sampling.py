@@ -1,0 +1,110 @@
+"""End-to-end generation: our Generator on an imported Wan2.1 against diffusers' WanPipeline, in one process.
+
+A small random Wan2.1 pipeline (transformer, UMT5 text encoder, AutoencoderKLWan) is saved in the published
+diffusers layout and imported with `alchemist model import-wan`. Both then generate the same prompt from the
+same initial noise with the same scheduler (flow-match Euler, shift 3) and classifier-free guidance against the
+empty prompt. Prints the time ratio ours / diffusers and the max difference of the two videos.
+
+    python benchmarks/sampling.py [--steps 10] [--repeats 3] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+from dit_step import time_interleaved
+from transformers import AutoTokenizer, T5Config, UMT5EncoderModel
+
+from model.alchemist import VideoAlchemist
+from model.encoders.text import minilm_folder
+from model.generator import Generator
+from model.wan import import_wan
+
+PROMPT = "a red fox runs across a snowy field"
+SHIFT = 3.0
+
+
+def save_pipeline(root: Path, width: int, depth: int) -> None:
+    """A random Wan2.1 T2V pipeline folder: transformer/, text_encoder/, tokenizer/, vae/."""
+    torch.manual_seed(0)
+    transformer = WanTransformer3DModel(
+        num_attention_heads=width // 64, attention_head_dim=64, in_channels=16, out_channels=16, text_dim=64,
+        freq_dim=256, ffn_dim=4 * width, num_layers=depth,
+    )  # fmt: skip
+    with torch.no_grad():
+        for parameter in transformer.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    transformer.save_pretrained(root / "transformer")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
+    tokenizer.save_pretrained(root / "tokenizer")
+    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2)
+    UMT5EncoderModel(config).save_pretrained(root / "text_encoder")
+    AutoencoderKLWan(
+        base_dim=16, z_dim=16, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],
+        scale_factor_temporal=2, scale_factor_spatial=4,
+    ).save_pretrained(root / "vae")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--guidance", type=float, default=5.0)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=9)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        save_pipeline(root, args.width, args.depth)
+        import_wan(root / "transformer", root / "imported")
+        model = VideoAlchemist.from_pretrained(root / "imported", map_location=device)
+        ours = Generator(model, str(device))
+        peer = WanPipeline(
+            tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer"),
+            text_encoder=UMT5EncoderModel.from_pretrained(root / "text_encoder"),
+            vae=AutoencoderKLWan.from_pretrained(root / "vae"),
+            scheduler=FlowMatchEulerDiscreteScheduler(shift=SHIFT),
+            transformer=WanTransformer3DModel.from_pretrained(root / "transformer"),
+        ).to(device)
+        peer.set_progress_bar_config(disable=True)
+        assert model.config.flow.shift == SHIFT and model.config.flow.time_grid == "flow_match"
+        shape = model.config.latent_shape(args.frames, args.size, args.size)
+        seed = 7
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None].to(device)
+        common = dict(frames=args.frames, height=args.size, width=args.size, steps=args.steps)
+
+        def run_ours() -> np.ndarray:
+            return ours.generate(PROMPT, {}, guidance=args.guidance, seed=seed, **common)
+
+        def run_peer() -> np.ndarray:
+            return peer(
+                PROMPT, negative_prompt="", height=args.size, width=args.size, num_frames=args.frames,
+                num_inference_steps=args.steps, guidance_scale=args.guidance, latents=noise.clone(), output_type="np",
+            ).frames[0]  # fmt: skip
+
+        with torch.no_grad():
+            difference = np.abs(run_ours().astype(np.float64) / 255 - run_peer().astype(np.float64)).max()
+            seconds = time_interleaved({"ours": run_ours, "peer": run_peer}, args.repeats, device)
+    print(
+        f"device={device}, threads={torch.get_num_threads()}, fp32; Wan-shaped DiT width {args.width}, depth "
+        f"{args.depth}; {args.frames}x{args.size}x{args.size} video, {args.steps} steps, guidance {args.guidance}"
+    )
+    print(
+        f"ours {seconds['ours']:.3f} s, WanPipeline {seconds['peer']:.3f} s, ratio {seconds['ours'] / seconds['peer']:.2f}; "
+        f"max |ours - diffusers| = {difference:.4f} of full scale ({difference * 255:.2f} of 255 levels)"
+    )
+
+
+if __name__ == "__main__":
+    main()
