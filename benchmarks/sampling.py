@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
 from dit_step import time_interleaved
-from transformers import AutoTokenizer, T5Config, UMT5EncoderModel
+from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 
 from model.alchemist import VideoAlchemist
 from model.encoders.text import minilm_folder
@@ -42,7 +42,7 @@ def save_pipeline(root: Path, width: int, depth: int) -> None:
     transformer.save_pretrained(root / "transformer")
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
     tokenizer.save_pretrained(root / "tokenizer")
-    config = T5Config(vocab_size=len(tokenizer), d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2)
+    config = UMT5Config(vocab_size=len(tokenizer), d_model=64, d_kv=32, d_ff=128, num_layers=2, num_heads=2)
     UMT5EncoderModel(config).save_pretrained(root / "text_encoder")
     AutoencoderKLWan(
         base_dim=16, z_dim=16, dim_mult=[1, 2, 4], num_res_blocks=1, temperal_downsample=[False, True],

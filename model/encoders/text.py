@@ -18,6 +18,7 @@ from transformers import (
     BertModel,
     T5Config,
     T5EncoderModel,
+    UMT5Config,
     UMT5EncoderModel,
 )
 
@@ -90,7 +91,7 @@ class TextEncoder(FrozenEncoder):
                 ),
                 add_pooling_layer=False,
             )
-        t5 = T5Config(
+        sizes = dict(
             vocab_size=vocab_size,
             d_model=config.hidden_size,
             d_kv=config.hidden_size // config.num_heads,
@@ -98,7 +99,11 @@ class TextEncoder(FrozenEncoder):
             num_layers=config.num_layers,
             num_heads=config.num_heads,
         )
-        return T5EncoderModel(t5) if config.kind == "t5" else UMT5EncoderModel(t5)
+        return (
+            T5EncoderModel(T5Config(**sizes))
+            if config.kind == "t5"
+            else UMT5EncoderModel(UMT5Config(**sizes))
+        )
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> TextStates:

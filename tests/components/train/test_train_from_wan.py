@@ -9,7 +9,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, T5Config, UMT5EncoderModel
+from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 from typer.testing import CliRunner
 
 from components.train.config import DataConfig, OptimConfig, TrainConfig
@@ -55,7 +55,7 @@ def wan_pipeline_folder(tmp_path_factory) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
     tokenizer.save_pretrained(root / "tokenizer")
     torch.manual_seed(0)
-    t5 = T5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2)
+    t5 = UMT5Config(vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=1, num_heads=2)
     UMT5EncoderModel(t5).save_pretrained(root / "text_encoder")
     AutoencoderKLWan(
         base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[True],
