@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import re
 import sys
 import threading
@@ -206,11 +207,18 @@ def captured(log_path: Path, verbose: bool = False) -> Iterator[StepConsole]:
     """Route stdout and stderr (kfp.local's logs, the steps' output, warnings) through a StepConsole."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     terminal, saved = sys.stdout, (sys.stdout, sys.stderr)
+    root = logging.getLogger()
     with open(log_path, "a", buffering=1, encoding="utf-8") as log:
         console = StepConsole(log, terminal, verbose)
+        # kfp.local logs cache hits between tasks, outside its own logging context: catch them too.
+        handler, level = logging.StreamHandler(console), root.level
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
         sys.stdout = sys.stderr = console
         try:
             yield console
         finally:
             sys.stdout, sys.stderr = saved
+            root.removeHandler(handler)
+            root.setLevel(level)
             console.flush()

@@ -92,3 +92,14 @@ def test_steps_are_listed_in_dag_order():
         "train-2",
         "promote",
     ]
+
+
+def test_cache_hits_logged_between_tasks_are_counted(tmp_path):
+    import logging
+
+    from pipelines.progress import captured
+
+    with captured(tmp_path / "run.log") as console:
+        logging.info("Task train cache hit (key=0123456789ab); skipping execution.")
+    assert console.reused == ["train"]
+    assert "cache hit" in (tmp_path / "run.log").read_text()
