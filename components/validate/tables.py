@@ -193,10 +193,10 @@ def _entity_row(
     masks = entity.get("mask_paths") or []
     boxes = entity.get("boxes") or []
     raw_scores, raw_areas = entity.get("scores") or [], entity.get("areas") or []
-    # min()/max() skip a NaN that is not first, so finiteness is checked element by element and the
-    # range checks below see only the finite values.
+    # The range checks below see only the finite values; non_finite_fields reports the others.
     scores = [s for s in raw_scores if _is_finite(s)]
     areas = [a for a in raw_areas if _is_finite(a)]
+    not_finite = non_finite_fields(entity)
     mask_sizes = [checker.image(m) for m in masks]
     masks_readable = bool(masks) and all(size is not None for size in mask_sizes)
     return {
@@ -213,9 +213,9 @@ def _entity_row(
         "num_references": len(references),
         "num_masks": len(masks),
         "keyframe_lists_consistent": len(masks) == len(boxes) == len(raw_scores) == len(raw_areas),
-        "scores_finite": len(scores) == len(raw_scores),
-        "areas_finite": len(areas) == len(raw_areas),
-        "boxes_finite": all(b is not None and all(_is_finite(v) for v in b) for b in boxes),
+        "scores_finite": "scores" not in not_finite,
+        "areas_finite": "areas" not in not_finite,
+        "boxes_finite": "boxes" not in not_finite,
         "paths_inside": all(checker.inside(p) for p in [*references, *masks]),
         "references_readable": all(checker.image(p) is not None for p in references),
         "masks_readable": masks_readable,
@@ -230,6 +230,15 @@ def _entity_row(
         "min_score": min(scores) if scores else None,
         "max_score": max(scores) if scores else None,
     }
+
+
+def non_finite_fields(entity: dict[str, Any]) -> list[str]:
+    """The numeric list fields of a manifest entity (`scores`, `areas`, `boxes`) holding an element that
+    is null, NaN or infinite. Element by element: min()/max() over a list skip a NaN that is not first."""
+    scores, areas = entity.get("scores") or [], entity.get("areas") or []
+    coordinates = [v for box in entity.get("boxes") or [] for v in (box if box is not None else [None])]
+    lists = {"scores": scores, "areas": areas, "boxes": coordinates}
+    return [name for name, values in lists.items() if not all(_is_finite(v) for v in values)]
 
 
 def _is_finite(value: Any) -> bool:

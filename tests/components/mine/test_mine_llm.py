@@ -108,7 +108,9 @@ def test_local_lm_garbage_is_refused_and_the_sample_rejected(tiny_lm, embedded, 
     summary = mine_dataset(str(embedded.videos), str(captions), str(tmp_path / "out"), config, progress=False)
     reject = pd.read_parquet(summary.rejects_path).iloc[0]
     assert summary.samples == 0 and reject.stage == "entities"
-    assert reject.reason.startswith("LLM answer invalid after 1 attempts")
+    assert reject.reason.startswith(
+        f"{reject.source}: LLM answer invalid after 1 attempts"
+    )  # names its video
 
 
 def test_llm_backends_need_their_settings():

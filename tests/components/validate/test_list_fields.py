@@ -27,3 +27,17 @@ def test_nan_null_and_infinity_anywhere_in_a_list_are_reported(variant, tmp_path
         ("entities", "boxes_in_frame"): ["s1:ball"],
         ("entities", "max_area"): ["s2:ball"],
     }
+
+
+def test_non_finite_fields_names_each_list_with_a_bad_element():
+    """The row-level check training can call without running the suite."""
+    from components.validate.tables import non_finite_fields
+
+    good = {"scores": [0.9, 0.8], "areas": [0.1, 0.2], "boxes": [[1.0, 2.0, 3.0, 4.0]]}
+    assert non_finite_fields(good) == []
+    assert non_finite_fields({**good, "scores": [0.9, math.nan]}) == ["scores"]
+    assert non_finite_fields({**good, "areas": [0.1, None], "boxes": [[1.0, 2.0, math.inf, 4.0]]}) == [
+        "areas",
+        "boxes",
+    ]
+    assert non_finite_fields({**good, "boxes": [None]}) == ["boxes"]
