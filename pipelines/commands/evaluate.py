@@ -62,7 +62,12 @@ def evaluate_command(
     toy_dataset: Path = typer.Option(
         None, help="Embedded dataset folder whose ground truth adds toy-world scores."
     ),
-    steps: int = typer.Option(20, help="Sampling steps when generating."),
+    steps: int = typer.Option(
+        20,
+        "--sample-steps",
+        "--steps",
+        help="Sampler steps when generating (as in `pipeline run` and `generate`).",
+    ),
     guidance: float = typer.Option(4.0, help="Classifier-free guidance when generating."),
     seed: int = typer.Option(0, help="Generation seed."),
     device: str = typer.Option("cpu", help="Device for generation."),
