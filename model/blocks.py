@@ -10,6 +10,8 @@ from model.config import QKNorm
 from model.layers import FeedForward, FP32LayerNorm, RMSNorm
 from model.rope import apply_rotary
 
+KeysValues = tuple[torch.Tensor, torch.Tensor]  # (B, heads, L, head_dim) each
+
 
 class Attention(nn.Module):
     """Self-attention (with 3D RoPE) when no context is given, cross-attention otherwise.
@@ -31,19 +33,22 @@ class Attention(nn.Module):
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, L, head_dim)
 
+    def normed_heads(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        return self.heads(norm(x)) if self.qk_norm == "across_heads" else norm(self.heads(x))
+
+    def keys_values(self, context: torch.Tensor) -> KeysValues:
+        """A context's keys and values: fixed for a whole generation, so a sampler computes them once."""
+        return self.normed_heads(self.to_k(context), self.norm_k), self.heads(self.to_v(context))
+
     def forward(
         self,
         x: torch.Tensor,
-        context: torch.Tensor | None = None,
+        context: torch.Tensor | KeysValues | None = None,  # a context, or its precomputed keys and values
         mask: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        source = x if context is None else context
-        q, k, v = self.to_q(x), self.to_k(source), self.heads(self.to_v(source))
-        if self.qk_norm == "across_heads":
-            q, k = self.heads(self.norm_q(q)), self.heads(self.norm_k(k))
-        else:
-            q, k = self.norm_q(self.heads(q)), self.norm_k(self.heads(k))
+        q = self.normed_heads(self.to_q(x), self.norm_q)
+        k, v = context if isinstance(context, tuple) else self.keys_values(x if context is None else context)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         out = self.to_out(attention(q, k, v, mask).transpose(1, 2).flatten(2))  # (B, L, D)
@@ -100,9 +105,11 @@ class DiTBlock(nn.Module):
         x: torch.Tensor,  # (B, L, D) video tokens
         time_modulation: torch.Tensor,  # (B, 6, D)
         rope: tuple[torch.Tensor, torch.Tensor],
-        text: torch.Tensor,  # (B, L_text, D)
+        text: torch.Tensor | KeysValues,  # (B, L_text, D), or this block's keys and values of it
         text_mask: torch.Tensor | None,  # (B, L_text); None: every token valid
-        reference: torch.Tensor | None = None,  # (B, L_ref, D) bound entity tokens, None in stage 1
+        reference: torch.Tensor
+        | KeysValues
+        | None = None,  # (B, L_ref, D) bound entity tokens; None in stage 1
         reference_mask: torch.Tensor | None = None,  # (B, L_ref)
     ) -> torch.Tensor:
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation + time_modulation).chunk(

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from model.blocks import DiTBlock
+from model.blocks import DiTBlock, KeysValues
 from model.config import DiTConfig
 from model.layers import FP32LayerNorm, timestep_embedding
 from model.rope import RotaryEmbedding3D, frame_position_embedding
@@ -27,6 +27,46 @@ class Conditioning:
 
 def drop_full_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if mask is None or bool(mask.all()) else mask
+
+
+@dataclass
+class CrossContext:
+    """Every block's keys and values of the text and the references: they depend on the conditioning alone,
+    so a sampler computes them once per generation instead of once per step (`VideoDiT.cross_context`)."""
+
+    text: list[KeysValues]
+    text_mask: torch.Tensor | None
+    reference: list[KeysValues] | None
+    reference_mask: torch.Tensor | None
+
+
+def stack_conditioning(conditionings: list[Conditioning]) -> Conditioning:
+    """Several conditionings as one batch (guidance passes in one forward): contexts padded with masked keys."""
+
+    def stacked(tensors: list[torch.Tensor], masks: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        length = max(t.shape[1] for t in tensors)
+        padded = [torch.nn.functional.pad(t, (0, 0, 0, length - t.shape[1])) for t in tensors]
+        padded_masks = [torch.nn.functional.pad(m, (0, length - m.shape[1])) for m in masks]
+        return torch.cat(padded), torch.cat(padded_masks)
+
+    text, text_mask = stacked([c.text for c in conditionings], [c.text_mask for c in conditionings])
+    given = [c.reference for c in conditionings if c.reference is not None]
+    if not given:
+        return Conditioning(text, text_mask)
+    references, masks = [], []
+    for c in conditionings:
+        if c.reference is None:  # attends to one masked zero token, which contributes nothing
+            references.append(given[0].new_zeros(len(c.text), 1, given[0].shape[-1]))
+            masks.append(torch.zeros(len(c.text), 1, dtype=torch.bool, device=given[0].device))
+        else:
+            references.append(c.reference)
+            masks.append(
+                c.reference_mask
+                if c.reference_mask is not None
+                else torch.ones_like(c.reference[..., 0], dtype=torch.bool)
+            )
+    reference, reference_mask = stacked(references, masks)
+    return Conditioning(text, text_mask, reference, reference_mask)
 
 
 class VideoDiT(nn.Module):
@@ -73,7 +113,7 @@ class VideoDiT(nn.Module):
         self,
         latents: torch.Tensor,  # (B, C, T, H, W) noisy latents x_t
         t: torch.Tensor,  # (B,) flow time in [0, 1], 1 = pure noise
-        cond: Conditioning,
+        cond: Conditioning | CrossContext,  # a CrossContext is the same conditioning, projected once
         self_condition: torch.Tensor | None = None,  # (B, C, T, H, W) previous x0 estimate
     ) -> torch.Tensor:
         if latents.shape[1] != self.latent_channels:
@@ -90,11 +130,18 @@ class VideoDiT(nn.Module):
         rope = self.rope(grid, x.device)
         emb = self.time_embed(timestep_embedding(t, self.config.time_freq_dim).to(x.dtype))  # (B, D)
         time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)
-        text = self.text_proj(cond.text.to(x.dtype))
-        reference = cond.reference.to(x.dtype) if cond.reference is not None else None
-        # A mask with every key valid is dropped once here, so each attention call takes the unmasked kernel.
-        text_mask, reference_mask = drop_full_mask(cond.text_mask), drop_full_mask(cond.reference_mask)
-        for block in self.blocks:
+        context = cond if isinstance(cond, CrossContext) else None
+        if context is None:
+            text = self.text_proj(cond.text.to(x.dtype))
+            reference = cond.reference.to(x.dtype) if cond.reference is not None else None
+            # A mask with every key valid is dropped once here, so each attention call takes the unmasked kernel.
+            text_mask, reference_mask = drop_full_mask(cond.text_mask), drop_full_mask(cond.reference_mask)
+        else:
+            text_mask, reference_mask = context.text_mask, context.reference_mask
+        for i, block in enumerate(self.blocks):
+            if context is not None:
+                text = context.text[i]
+                reference = context.reference[i] if context.reference is not None else None
             args = (x, time_modulation, rope, text, text_mask, reference, reference_mask)
             if self.config.gradient_checkpointing and self.training:
                 x = checkpoint(block, *args, use_reentrant=False)
@@ -103,6 +150,19 @@ class VideoDiT(nn.Module):
         shift, scale = (self.final_modulation + emb[:, None]).chunk(2, dim=1)
         x = self.head(self.final_norm(x) * (1 + scale) + shift)  # (B, L, p_t*p_h*p_w*C)
         return self.unpatchify(x, grid)
+
+    @torch.no_grad()
+    def cross_context(self, cond: Conditioning) -> CrossContext:
+        """Project the text once through `text_proj`, then into every block's keys and values (references too)."""
+        text = self.text_proj(cond.text.to(self.head.weight.dtype))
+        personal = cond.reference is not None and self.config.personalization
+        reference = cond.reference.to(text.dtype) if personal else None
+        return CrossContext(
+            text=[block.text_attn.keys_values(text) for block in self.blocks],
+            text_mask=drop_full_mask(cond.text_mask),
+            reference=[block.ref_attn.keys_values(reference) for block in self.blocks] if personal else None,
+            reference_mask=drop_full_mask(cond.reference_mask) if personal else None,
+        )
 
     def unpatchify(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         pt, ph, pw = self.config.patch_size

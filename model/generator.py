@@ -12,6 +12,7 @@ from PIL import Image
 
 from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
+from model.dit import stack_conditioning
 from model.flow import add_noise, guided_velocity, predicted_x0
 from model.sampler import sample
 
@@ -212,11 +213,17 @@ class Generator:
             else None
         )
 
+        # The guidance passes run as one batch, and every cross-attention's keys and values are projected once.
+        branches = [c for c in (full, text_only, null) if c is not None]
+        context = model.dit.cross_context(stack_conditioning(branches))
+
         def velocity_fn(x: torch.Tensor, t: float, self_condition: torch.Tensor | None):
+            n = len(branches)
             tt = torch.full((batch,), t, device=self.device)
-            v_full = model.dit(x, tt, full, self_condition)
-            v_null = model.dit(x, tt, null, self_condition) if null is not None else None
-            v_text = model.dit(x, tt, text_only, self_condition) if text_only is not None else None
+            repeat = None if self_condition is None else self_condition.repeat(n, 1, 1, 1, 1)
+            v_full, *rest = model.dit(x.repeat(n, 1, 1, 1, 1), tt.repeat(n), context, repeat).chunk(n)
+            v_text = rest.pop(0) if text_only is not None else None
+            v_null = rest.pop(0) if null is not None else None
             velocity = guided_velocity(v_full, v_text, v_null, guidance, reference_guidance)
             return velocity, predicted_x0(x, v_full, tt)
 
