@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -55,11 +56,18 @@ def test_readme_walkthrough_runs_as_printed(tmp_path):
     (tmp_path / "work").mkdir()
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n" + block
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    done = subprocess.run(
-        ["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
+    # Its own process group: on a timeout the server and steps it started go down with it.
+    shell = subprocess.Popen(
+        ["bash", "-c", script], cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = shell.communicate(timeout=900)
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+    assert shell.returncode == 0, output[-4000:]
     assert re.search(r"^run id: [0-9a-f]{32}", output, re.M), output[-2000:]
     assert (tmp_path / "work" / "video.mp4").stat().st_size > 0
     assert "what to expect" in output  # generate says what this model can make
