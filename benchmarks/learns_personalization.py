@@ -64,7 +64,8 @@ from components.embedded.personalization import (  # noqa: E402
     load_rgba,
 )
 from components.evaluate import toyworld  # noqa: E402
-from components.train.dataset import decode_clip, read_manifest  # noqa: E402
+from components.train.clips import decode_clip  # noqa: E402
+from components.train.manifest import read_manifest  # noqa: E402
 
 ROLES = ("upper", "lower")
 MIN_LANE_GAP = 0.12  # fraction of the frame height between two entities' mean heights

@@ -14,7 +14,7 @@ from torch import nn
 
 from model.batch import EncodedBatch, EncodedConditioning, EntityReference, TrainingBatch
 from model.binding import EntityBinder, EntityTokens, find_word_span, token_span
-from model.config import AlchemistConfig
+from model.config import CONFIG_FILE, AlchemistConfig, checkpoint_meta
 from model.dit import Conditioning, VideoDiT
 from model.encoders.frozen import UnloadedEncoder
 from model.encoders.image import ImageEncoder
@@ -22,7 +22,6 @@ from model.encoders.text import TextEncoder, TextStates, resolve_folder
 from model.encoders.vae import build_vae
 from model.flow import add_noise, flow_loss, predicted_x0, sample_timesteps, velocity_target
 
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODERS = ("text_encoder", "image_encoder", "vae")
 
@@ -43,16 +42,6 @@ def with_local_paths(config: AlchemistConfig, locate: Callable[[str], str]) -> A
         image=dataclasses.replace(config.image, path=local(config.image.path)),
         vae=dataclasses.replace(config.vae, path=local(config.vae.path)),
     )
-
-
-def checkpoint_meta(directory: Path) -> dict:
-    if not (directory / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{directory} is not a Video Alchemist checkpoint: {CONFIG_FILE} is missing")
-    return json.loads((directory / CONFIG_FILE).read_text())
-
-
-def checkpoint_config(directory: str | Path) -> AlchemistConfig:
-    return AlchemistConfig.from_dict(checkpoint_meta(Path(directory))["config"])
 
 
 def write_checkpoint(

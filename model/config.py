@@ -7,8 +7,10 @@ Each concern gets one dataclass, passed around whole; a preset is a function tha
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 TextEncoderKind = Literal["bert", "t5", "umt5"]
@@ -293,3 +295,17 @@ def preset(name: str) -> AlchemistConfig:
     if name not in PRESETS:
         raise ValueError(f"preset={name!r} is unknown; expected one of {', '.join(PRESET_NAMES)}")
     return PRESETS[name]()
+
+
+CONFIG_FILE = "config.json"  # a checkpoint's config; read without torch, so inputs are checked in a second
+
+
+def checkpoint_meta(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not a Video Alchemist checkpoint: {CONFIG_FILE} is missing")
+    return json.loads(path.read_text())
+
+
+def checkpoint_config(directory: str | Path) -> AlchemistConfig:
+    return AlchemistConfig.from_dict(checkpoint_meta(directory)["config"])

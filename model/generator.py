@@ -14,6 +14,7 @@ from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
 from model.dit import stack_conditioning
 from model.flow import add_noise, guided_velocity, predicted_x0
+from model.images import to_rgb8
 from model.sampler import sample
 
 ImageLike = np.ndarray | Image.Image
@@ -28,7 +29,7 @@ def image_to_tensor(image: ImageLike, name: str) -> torch.Tensor:
             raise ValueError(
                 f"{name} has {image.width}x{image.height} pixels; at most {MAX_REFERENCE_PIXELS}"
             )
-        image = np.asarray(image.convert("RGB"))
+        image = to_rgb8(image, name)  # every PNG mode in its true tones (16-bit included)
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a uint8 numpy array or a PIL image; got {type(image).__name__}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -88,7 +88,8 @@ def condition_references(
 def held_out_samples(embedded: Path, mined: Path, frames: int, size: int, limit: int) -> list[EvalSample]:
     """Up to `limit` mined clips outside the train split whose every entity is visible in every frame."""
     from components.embedded.generate import load_ground_truth
-    from components.train.dataset import decode_clip, read_manifest
+    from components.train.clips import decode_clip
+    from components.train.manifest import read_manifest
 
     truth = load_ground_truth(embedded)
     photos = Path(embedded) / "ground_truth" / "identities"

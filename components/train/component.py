@@ -37,9 +37,9 @@ def train(
     import tempfile
     from pathlib import Path
 
+    from components.configuration import location_overrides, merge_overrides
     from components.train.config import DataConfig, TrainConfig
     from components.train.trainer import train as run_training
-    from components.weights import location_overrides, merge_overrides
 
     overrides = merge_overrides(
         model_overrides, location_overrides(text_encoder=text_encoder, image_encoder=image_encoder, vae=vae)

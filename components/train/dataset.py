@@ -16,39 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
-import pyarrow.parquet as pq
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from components.train.augment import augment_reference
+from components.train.clips import SampleError, SampleSize, decode_clip
 from components.train.config import AugmentConfig, DataConfig
+from components.train.manifest import read_manifest
 from components.train.sampler import ResumableSampler
 from model.generator import fit_square
+from model.images import ImageDecodeError, read_rgb8
 
 log = logging.getLogger(__name__)
-
-REQUIRED_COLUMNS = ("sample_id", "caption", "video_path", "entities")
-
-
-class ManifestError(ValueError):
-    """The dataset folder or its manifest cannot be trained on."""
-
-
-class SampleError(RuntimeError):
-    """One sample cannot be read (missing or corrupt file); the loader skips it."""
-
-
-@dataclass
-class SampleSize:
-    frames: int
-    height: int
-    width: int
-    reference_size: int
-    max_entities: int
-    max_references: int
 
 
 @dataclass
@@ -79,23 +59,6 @@ class Batch:
         if self.training is not None:
             self.training = self.training.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
         return self
-
-
-def read_manifest(dataset_dir: Path, split: str | None) -> list[dict[str, Any]]:
-    """Rows of `manifest.parquet`, checked for the columns training needs."""
-    path = Path(dataset_dir) / "manifest.parquet"
-    if not path.is_file():
-        raise ManifestError(f"{path} not found: expected a mined dataset folder (manifest.parquet + media/)")
-    table = pq.read_table(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
-    if missing:
-        raise ManifestError(f"{path} lacks columns {missing}; it has {table.column_names}")
-    rows = table.to_pylist()
-    if split is not None:
-        rows = [r for r in rows if r.get("split") == split]
-    if not rows:
-        raise ManifestError(f"{path} has no rows for split={split!r}")
-    return rows
 
 
 class ManifestDataset(Dataset):
@@ -170,8 +133,10 @@ class ManifestDataset(Dataset):
         path = self.root / rel_path
         if not path.is_file():
             raise SampleError(f"reference image {path} does not exist")
-        with Image.open(path) as im:
-            image = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+        try:
+            image = torch.from_numpy(read_rgb8(path).astype(np.float32) / 255.0)
+        except ImageDecodeError as error:
+            raise SampleError(str(error)) from None
         image = fit_square(image.permute(2, 0, 1)[None], self.size.reference_size)[0].permute(1, 2, 0).numpy()
         if augment and self.augment is not None:
             image = augment_reference(image, self.augment, rng)
@@ -184,32 +149,6 @@ def entity_word(caption: str, entity: dict[str, Any]) -> str:
     if isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(caption):
         return caption[start:end]
     return entity["word"]
-
-
-def decode_clip(path: Path, frames: int, height: int, width: int) -> np.ndarray:
-    """`frames` frames evenly spaced over the whole clip, resized to cover HxW and centre-cropped."""
-    if not path.is_file():
-        raise SampleError(f"video {path} does not exist")
-    decoded = []
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise SampleError(f"video {path} has no video stream")
-        for frame in container.decode(video=0):
-            decoded.append(cover_crop(frame.to_ndarray(format="rgb24"), height, width))
-    if not decoded:
-        raise SampleError(f"video {path} decoded to zero frames")
-    picks = np.linspace(0, len(decoded) - 1, frames).round().astype(int)
-    return np.stack([decoded[i] for i in picks])
-
-
-def cover_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    scale = max(height / h, width / w)
-    nh, nw = max(height, round(h * scale)), max(width, round(w * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(image, (nw, nh), interpolation=interp)
-    top, left = (nh - height) // 2, (nw - width) // 2
-    return resized[top : top + height, left : left + width]
 
 
 def collate(items: list[tuple[str, Sample | None]]) -> Batch:

@@ -27,22 +27,18 @@ from tqdm import tqdm
 
 from components.train.checkpoint import CheckpointManager, TrainerState, write_json
 from components.train.config import TrainConfig, flatten
-from components.train.dataset import Batch, ManifestDataset, SampleSize, build_loader
+from components.train.dataset import Batch, ManifestDataset, build_loader
 from components.train.ema import EMA, gathered
 from components.train.engine import build_engine, device_for_rank, init_distributed
 from components.train.lora import has_lora, merge_lora
+from components.train.preflight import RESULT_FILE, ResumeError, preflight, sample_size
 from components.train.sampler import ResumableSampler
 from components.train.samples import fixed_prompts, generate_samples
 from components.train.tracking import Tracker, git_commit, run_name, tracking_uri
 
 log = logging.getLogger(__name__)
 
-RESULT_FILE = "result.json"
 EMA_FILE = "ema.pt"
-
-
-class ResumeError(RuntimeError):
-    """The output folder holds a run that this configuration would silently overwrite or cannot continue."""
 
 
 @dataclass
@@ -69,6 +65,7 @@ class TrainResult:
 
 def train(config: TrainConfig) -> TrainResult:
     """Run stage 1, stage 2, or both (stage 2 then starts from stage 1's final weights)."""
+    preflight(config)
     rank, world_size = init_distributed()
     device = device_for_rank()
     result = TrainResult(final_dir=None)
@@ -104,8 +101,9 @@ def load_trained(directory: Path, use_ema: bool = True, map_location: str = "cpu
 
 def build_model(config: TrainConfig, stage: int, init_from: str | Path | None) -> torch.nn.Module:
     """The stage's model through the one builder (preset or checkpoint, overrides, located weights)."""
+    from components.configuration import preset_config
     from components.weights import build_model as build
-    from components.weights import load_model, preset_config
+    from components.weights import load_model
 
     load_encoders = config.data.features is None  # the encode-once cache replaces them
     if init_from is not None:
@@ -142,19 +140,6 @@ def choose_trainable(model: Any, config: TrainConfig, stage: int) -> None:
     if stage == 2:
         for parameter in model.personalization_parameters():
             parameter.requires_grad_(True)
-
-
-def sample_size(data: Any, model_config: Any) -> SampleSize:
-    """The training sample size: the data options where given, else the model's video and image sizes."""
-    video = model_config.video
-    return SampleSize(
-        frames=data.frames or video.frames,
-        height=data.height or video.height,
-        width=data.width or video.width,
-        reference_size=data.reference_size or model_config.image.image_size,
-        max_entities=video.max_entities,
-        max_references=video.max_references,
-    )
 
 
 def step_seed(*parts: int) -> int:

@@ -28,10 +28,11 @@ def encode(
     shard_size: int = typer.Option(64, "--shard-size", help="Samples per safetensors shard."),
 ) -> None:
     """Write VAE latents, text states and reference tokens per sample; train on them with --features."""
+    from components.configuration import ModelConfigError, parse_assignments
     from components.train.config import DataConfig
     from components.train.features import FeatureCacheError, encode_dataset
-    from components.train.trainer import sample_size
-    from components.weights import ModelConfigError, load_model, parse_assignments
+    from components.train.preflight import sample_size
+    from components.weights import load_model
 
     try:
         if not (dataset / "manifest.parquet").is_file():

@@ -36,6 +36,7 @@ def train_command(
         DEFAULT_DEEPSPEED_CONFIG,
         "--deepspeed-config",
         help="DeepSpeed JSON (ZeRO stage; 'auto' fields filled here).",
+        show_default="infra/deepspeed/zero2.json",
     ),
     train_steps: int = typer.Option(100, "--train-steps", help="Optimizer steps per stage."),
     stage2_steps: int | None = typer.Option(
@@ -96,9 +97,15 @@ def train_command(
     """Train stage 1, stage 2 or both; a progress bar shows loss, step rate and ETA."""
     import logging
 
+    from components.configuration import (
+        ModelConfigError,
+        location_overrides,
+        merge_overrides,
+        parse_assignments,
+    )
     from components.train.config import AugmentConfig, DataConfig, OptimConfig
-    from components.train.trainer import ResumeError, train
-    from components.weights import ModelConfigError, location_overrides, merge_overrides, parse_assignments
+    from components.train.manifest import ManifestError
+    from components.train.preflight import ResumeError, preflight
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -145,9 +152,11 @@ def train_command(
                 ema_decay=ema_decay,
             ),
         )
-        preflight(config)
+        preflight(config)  # in a second, before torch, the process group and DeepSpeed load
+        from components.train.trainer import train
+
         result = train(config)
-    except (TrainConfigError, ModelConfigError, ResumeError, FileNotFoundError) as error:
+    except (TrainConfigError, ModelConfigError, ResumeError, ManifestError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(code=2) from None
     for s in result.stages:
@@ -161,22 +170,6 @@ def train_command(
         raise typer.Exit(code=143)
     typer.echo(f"final model: {result.final_dir}")
     typer.echo(f"run id: {result.stages[-1].mlflow_run_id} (pass it as --run-id to evaluate and promote)")
-
-
-def preflight(config: TrainConfig) -> None:
-    """Check every input before DeepSpeed and the process group start, so a mistake costs no minute."""
-    from components.weights import configure, locate, preset_config
-    from model.alchemist import checkpoint_config
-
-    manifest = Path(config.data.manifest) / "manifest.parquet"
-    if not manifest.is_file():
-        raise FileNotFoundError(
-            f"--dataset {config.data.manifest}: no manifest.parquet (run `alchemist mine`)"
-        )
-    if config.init_from is None:
-        preset_config(config.preset, config.model_overrides)
-    elif not config.init_from.startswith("s3://"):
-        configure(checkpoint_config(locate(config.init_from)), {})
 
 
 def register(app: typer.Typer) -> None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from components.configuration import preset_config
 from components.train.config import AugmentConfig, DataConfig
 from components.train.dataset import ManifestDataset, collate
 from components.train.features import FeatureCacheError, FeatureDataset, encode_dataset
-from components.train.trainer import sample_size
+from components.train.preflight import sample_size
 from components.weights import build_model as build
-from components.weights import preset_config
 
 
 def tiny_model(seed: int = 0):

@@ -12,8 +12,9 @@ import torch
 
 from components.train.augment import augment_reference, degrade_resolution, warp_affine
 from components.train.config import AugmentConfig, DataConfig, OptimConfig, TrainConfig, TrainConfigError
-from components.train.dataset import ManifestDataset, ManifestError, SampleSize, collate
+from components.train.dataset import ManifestDataset, SampleSize, collate
 from components.train.engine import DeepSpeedConfigError, resolve_ds_config
+from components.train.manifest import ManifestError
 from components.train.sampler import ResumableSampler
 from components.train.schedule import warmup_cosine
 
@@ -186,3 +187,17 @@ def test_stage2_ablation_without_binding_starts_from_a_stage1_result_with_bindin
     for name, value in stage1.dit.state_dict().items():  # the denoiser is stage 1's, unchanged
         torch.testing.assert_close(model.dit.state_dict()[name], value)
     assert all(p.requires_grad for p in model.binder.parameters())
+
+
+def test_a_16_bit_reference_keeps_its_tones(mined_dataset: Path, tmp_path: Path) -> None:
+    """A 16-bit greyscale PNG reference trains on its true greys, not on clipped white."""
+    from PIL import Image
+
+    tones = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 64).astype(np.uint16)  # 0 .. 65472
+    Image.fromarray(tones).save(tmp_path / "deep.png")
+    dataset = ManifestDataset(mined_dataset, SampleSize(4, 16, 16, 32, 4, 3), augment=None)
+    dataset.root = tmp_path
+    reference = dataset.reference("deep.png", np.random.default_rng(0), augment=False)
+    expected = torch.from_numpy((tones / 65535.0).astype(np.float32))
+    assert (reference[0] - expected).abs().max() < 1 / 255 + 1e-6
+    assert float((reference >= 0.999).float().mean()) < 0.01  # before the shared decoder: 99.7% white
