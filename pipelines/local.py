@@ -150,10 +150,18 @@ def prepare_tracking(paths: WorkPaths) -> None:
     """Create the experiments with artifact folders under work/, not ./mlruns of whatever the cwd is."""
     import mlflow
 
+    from components.train.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
     client = mlflow.MlflowClient(tracking_uri=paths.tracking_uri)
     for name in EXPERIMENTS.values():
-        if client.get_experiment_by_name(name) is None:
-            client.create_experiment(name, artifact_location=(paths.mlflow_artifacts / name).as_uri())
+        found = client.get_experiment_by_name(name)
+        experiment_id = (
+            found.experiment_id
+            if found is not None
+            else client.create_experiment(name, artifact_location=(paths.mlflow_artifacts / name).as_uri())
+        )
+        # a classic ML experiment, so the MLflow UI opens on its runs table (not GenAI traces)
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def pipeline_arguments(settings: LocalSettings, paths: WorkPaths) -> dict[str, object]:

@@ -85,9 +85,11 @@ def record_outcome(
     """Exit handler: one MLflow run per pipeline run with its final state and, on failure, the error."""
     import mlflow
 
+    from components.train.tracking import use_experiment
+
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment(experiment)
+    use_experiment(mlflow.get_tracking_uri(), experiment)  # a classic ML experiment: the UI opens its runs table
     failed = status.state != "SUCCEEDED"
     with mlflow.start_run(run_name=f"pipeline {pipeline_run}") as run:
         mlflow.set_tags(
