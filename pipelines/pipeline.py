@@ -89,7 +89,9 @@ def record_outcome(
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
-    use_experiment(mlflow.get_tracking_uri(), experiment)  # a classic ML experiment: the UI opens its runs table
+    use_experiment(
+        mlflow.get_tracking_uri(), experiment
+    )  # a classic ML experiment: the UI opens its runs table
     failed = status.state != "SUCCEEDED"
     with mlflow.start_run(run_name=f"pipeline {pipeline_run}") as run:
         mlflow.set_tags(
