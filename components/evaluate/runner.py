@@ -409,9 +409,9 @@ def generate_videos(
     paths = {s.key: out_dir / f"{s.key}.mp4" for s in benchmark.samples}
     todo = [s for s in benchmark.samples[rank::world] if not paths[s.key].is_file()]
     if todo:
-        from model.generator import Generator
+        from components.weights import load_generator  # the one builder: s3:// encoder locations resolve
 
-        generator = Generator.from_pretrained(str(checkpoint_dir), device=generation.device)
+        generator = load_generator(checkpoint_dir, generation.device)
         for sample in tqdm(todo, desc=f"generate[{rank}/{world}]", disable=not progress or rank != 0):
             references, background = _conditioning(sample)
             video = generator.generate(
@@ -444,7 +444,7 @@ def evaluate_model(
     toy_truth: Mapping[str, ToyGroundTruth] | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
-    """Generate with `model.generator.Generator.from_pretrained(checkpoint_dir)`, then `evaluate_videos`."""
+    """Generate with `components.weights.load_generator(checkpoint_dir)`, then `evaluate_videos`."""
     generation = generation or GenerationConfig()
     videos = generate_videos(checkpoint_dir, benchmark, Path(out_dir) / "generated", generation, progress)
     return evaluate_videos(

@@ -16,7 +16,7 @@ def promote_command(
         help="MLflow run holding the candidate's eval/* metrics and its model artifact (the training run).",
     ),
     model_name: str = typer.Option(
-        "video-alchemist", help="Registered model name in the MLflow model registry."
+        "video_alchemist", help="Registered model name in the MLflow model registry (the pipeline's too)."
     ),
     policy: str = typer.Option("default", help="Gate policy: a YAML path or a bundled name (demo, default)."),
     artifact_path: str = typer.Option(
