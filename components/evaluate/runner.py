@@ -382,6 +382,8 @@ class GenerationConfig:
     width: int | None = None
     fps: float = 8.0  # frame rate written to the generated mp4s (Dync-D samples at ~8 fps)
     device: str = "cpu"
+    # applied to the checkpoint's config when it loads: encoder locations (local or s3://), flow.*, video.*
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _conditioning(sample: BenchmarkSample) -> tuple[dict[str, list[np.ndarray]], np.ndarray | None]:
@@ -411,7 +413,7 @@ def generate_videos(
     if todo:
         from components.weights import load_generator  # the one builder: s3:// encoder locations resolve
 
-        generator = load_generator(checkpoint_dir, generation.device)
+        generator = load_generator(checkpoint_dir, generation.device, generation.model_overrides)
         for sample in tqdm(todo, desc=f"generate[{rank}/{world}]", disable=not progress or rank != 0):
             references, background = _conditioning(sample)
             video = generator.generate(

@@ -28,6 +28,16 @@ def evaluate_command(
     out: Path = typer.Option(
         Path("work/evaluation"), help="Output folder for generated videos and the report."
     ),
+    assignments: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override the checkpoint's encoder locations, flow.* or video.*, e.g. --set flow.shift=3.",
+    ),
+    text_encoder: str | None = typer.Option(None, "--text-encoder", help="Text encoder folder or s3:// URI."),
+    image_encoder: str | None = typer.Option(
+        None, "--image-encoder", help="Image encoder folder or s3:// URI."
+    ),
+    vae: str | None = typer.Option(None, "--vae", help="VAE folder or s3:// URI."),
     checkpoint: Path = typer.Option(
         None, help="Model checkpoint folder to generate from (Generator.from_pretrained)."
     ),
@@ -93,10 +103,20 @@ def evaluate_command(
     from rich.console import Console
     from rich.table import Table
 
+    from components.configuration import (
+        CHECKPOINT_FIELDS,
+        ModelConfigError,
+        configure,
+        location_overrides,
+        merge_overrides,
+        parse_assignments,
+    )
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
     from components.evaluate.report import ReportContext, log_to_mlflow, report_context, write_report
     from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
+    from components.weights import locate
+    from model.config import checkpoint_config
 
     if (checkpoint is None) == (videos is None):
         raise typer.BadParameter(
@@ -128,7 +148,18 @@ def evaluate_command(
         mlflow.set_tracking_uri(uri)  # report_context and log_to_mlflow read the current store
         target = existing_run(uri, run_id, checkpoint)  # fail before generating
     if checkpoint is not None:
-        generation = GenerationConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, device=device)
+        try:
+            model_overrides = merge_overrides(
+                parse_assignments(assignments),
+                location_overrides(text_encoder=text_encoder, image_encoder=image_encoder, vae=vae),
+            )
+            configure(checkpoint_config(locate(str(checkpoint))), model_overrides, CHECKPOINT_FIELDS)
+        except (ModelConfigError, FileNotFoundError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        generation = GenerationConfig(
+            steps=steps, guidance=guidance, seed=seed, fps=fps, device=device, model_overrides=model_overrides
+        )
         generated = generate_videos(checkpoint, bench, out / "generated", generation)
     else:
         generated = {s.key: videos / f"{s.key}.mp4" for s in bench.samples}

@@ -87,7 +87,7 @@ def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
         str(tmp_path / "evaluators.yaml"),
     ]
     args += ["--cache-dir", str(tmp_path / "cache"), "--tracking-uri", mlflow.get_tracking_uri()]
-    result = CliRunner().invoke(app, args, terminal_width=200)
+    result = CliRunner().invoke(app, [*args, "--set", "flow.shift=2.0"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert f"MLflow run: {trained.info.run_id}" in result.output
     logged = mlflow.get_run(trained.info.run_id)
@@ -99,3 +99,8 @@ def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
     shutil.copy(mlflow_template_db, tmp_path / "other.db")  # a store that never saw the training run
     elsewhere = CliRunner().invoke(app, [*args[:-1], f"sqlite:///{tmp_path / 'other.db'}"])
     assert elsewhere.exit_code == 2 and "is not in the tracking store" in elsewhere.output
+
+    fixed = CliRunner().invoke(app, [*args, "--set", "dit.depth=3"])  # a trained DiT's shape cannot change
+    assert (
+        fixed.exit_code == 2 and "dit.depth cannot change" in fixed.output and "Traceback" not in fixed.output
+    )
