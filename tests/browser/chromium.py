@@ -86,7 +86,8 @@ def visit(html_file: Path, checks: dict[str, str], timeout: float = 60.0) -> tup
     """Load `html_file` in a fresh headless Chromium; returns the visit and each JavaScript check's value."""
     import websocket
 
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still be writing the profile as it stops: a throwaway, so cleanup is lenient
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         command = [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0"]
         browser = subprocess.Popen(
             [*command, "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
