@@ -69,8 +69,7 @@ def report(name: str, gpus: int, lora_rank: int) -> list[str]:
     d, f, depth = dit_cfg.hidden_size, dit_cfg.ffn_dim, dit_cfg.depth
     lora = depth * lora_rank * (8 * 2 * d + 2 * (d + f)) if lora_rank else 0  # 8 attention linears, 2 FFN
     t, h, w = config.video.frames, config.video.height, config.video.width
-    st, sh, sw = config.stride
-    tokens = (1 + (t - 1) // st) * (h // sh) * (w // sw)
+    tokens = config.video_tokens(t, h, w)
     per_token = saved_bytes_per_token(d, dit_cfg.num_heads, f, config.text.max_length)
     block_acts = per_token * tokens
     acts = {"no checkpointing": depth * block_acts, "checkpointing": depth * tokens * d * 2 + block_acts}
