@@ -13,7 +13,8 @@ from typing import Any
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
-from pipelines.cluster import COMPONENT_IMAGE, ClusterOptions, use_gpus, use_platform
+from components.image import COMPONENT_IMAGE
+from pipelines.cluster import ClusterOptions, use_gpus, use_platform
 
 PIPELINE_NAME = "video-alchemist"
 REPO = Path(__file__).resolve().parents[1]

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Input, Model, Output
 
-from pipelines.cluster import COMPONENT_IMAGE
+from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

@@ -9,7 +9,7 @@ from typing import List  # noqa: UP035 - KFP reads the annotation and needs typi
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from pipelines.cluster import COMPONENT_IMAGE
+from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

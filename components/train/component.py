@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from pipelines.cluster import COMPONENT_IMAGE
+from components.image import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -109,7 +109,7 @@ def train_multinode(
     import uuid
     from pathlib import Path
 
-    from pipelines.cluster import render_pytorchjob, run_pytorchjob
+    from components.train.pytorchjob import render_pytorchjob, run_pytorchjob
 
     work = Path(shared_dir) / f"stage{stage}-{uuid.uuid4().hex[:10]}"
     shutil.copytree(dataset.path, work / "dataset")

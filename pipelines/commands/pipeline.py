@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pipelines.cluster import COMPONENT_IMAGE
+from components.image import COMPONENT_IMAGE
 
 pipeline_app = typer.Typer(
     help="Run the whole pipeline locally (kfp.local) or compile/submit it to Kubeflow."

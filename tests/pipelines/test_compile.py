@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipelines.cluster import COMPONENT_IMAGE, ClusterOptions, GpuPool, render_pytorchjob
+from components.image import COMPONENT_IMAGE
+from components.train.pytorchjob import render_pytorchjob
+from pipelines.cluster import ClusterOptions, GpuPool
 from pipelines.pipeline import CODE_ENV, STEP_CODE, build_pipeline, code_version
 
 NETWORK_STEPS = {"plan-shards", "mine-shard", "version", "train", "train-2", "evaluate", "promote"}
