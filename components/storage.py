@@ -26,6 +26,10 @@ class StorageError(RuntimeError):
     """A URI cannot be read or written (missing bucket, key or credentials)."""
 
 
+class MissingPathError(StorageError, FileNotFoundError):
+    """A local input that does not exist: callers catching either storage or file errors report it."""
+
+
 @dataclass(frozen=True)
 class S3Uri:
     bucket: str
@@ -59,16 +63,22 @@ def s3_client() -> Any:
     return boto3.session.Session().client("s3")
 
 
-def materialize(uri: str | os.PathLike, cache_dir: Path | None = None) -> Path:
+def materialize(
+    uri: str | os.PathLike, cache_dir: Path | None = None, what: str = "local path", folder: bool = False
+) -> Path:
     """Return a local path holding `uri`: a local file or folder as is, an S3 object or prefix downloaded.
 
     An `s3://bucket/key` naming an object gives the downloaded file; otherwise the key is read as a
-    prefix and the returned folder mirrors everything under it.
+    prefix and the returned folder mirrors everything under it. `what` names the input in the error for
+    a local path that does not exist (or, with `folder`, is not a folder).
     """
     if not is_s3(uri):
         path = Path(uri)
-        if not path.exists():
-            raise StorageError(f"local path {str(path)!r} does not exist")
+        if not (path.is_dir() if folder else path.exists()):
+            raise MissingPathError(
+                f"{what} {str(path)!r} does not exist (expected a local {'folder' if folder else 'path'} "
+                "or an s3:// URI)"
+            )
         return path
     s3 = S3Uri.parse(str(uri))
     client = s3_client()

@@ -10,17 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.configuration import CHECKPOINT_FIELDS, Overrides, configure
+from components.storage import is_s3, materialize
 from model.alchemist import VideoAlchemist, with_local_paths
 from model.config import AlchemistConfig, checkpoint_config
 from model.generator import Generator
 
 
 def locate(location: str) -> str:
-    if location.startswith("s3://"):
-        from components.storage import materialize
-
-        return str(materialize(location))
-    return location
+    """The `locate` that `model/` takes: S3 fetched; any other location is left for the model, which names
+    a missing folder, a built-in encoder name or a location still to fill in by the config field."""
+    return str(materialize(location)) if is_s3(location) else location
 
 
 def build_model(config: AlchemistConfig, load_encoders: bool = True) -> VideoAlchemist:

@@ -70,10 +70,12 @@ class RaftFlow:
             ) from err
         import torch
 
-        from components.evaluate.weights import local_path
+        from components.storage import materialize
 
         self.model = raft_large(weights=None, progress=False)
-        self.model.load_state_dict(torch.load(local_path(weights), map_location="cpu"))
+        self.model.load_state_dict(
+            torch.load(materialize(weights, what="evaluator weights path"), map_location="cpu")
+        )
         self.model.to(device).eval()
         self.device, self.iters = device, iters
 

@@ -22,7 +22,8 @@ from components.evaluate.dynamics import FlowBackend, make_flow
 from components.evaluate.faces import FaceDetector, extend_face_box, make_face_detector
 from components.evaluate.metrics import box_mask_consistent
 from components.evaluate.text import clip_normalize
-from components.evaluate.weights import config_fingerprint, folder_fingerprint, local_path
+from components.evaluate.weights import config_fingerprint, folder_fingerprint
+from components.storage import materialize
 
 EVALUATOR_NAMES = ("clip", "dino", "grounding_dino", "sam", "arcface")
 DINO_LAYER_NORM_EPS = 1e-6  # `partial(nn.LayerNorm, eps=1e-6)` in DINO's vision_transformer.py
@@ -89,7 +90,7 @@ class ClipEmbedder:
 
         self.device = device
         if path:
-            folder = local_path(path)
+            folder = materialize(path, what="evaluator weights path")
             self.model = CLIPModel.from_pretrained(folder).eval().to(device)
             from transformers import AutoTokenizer
 
@@ -138,7 +139,7 @@ class DinoEmbedder:
 
         self.device = device
         if path:
-            folder = local_path(path)
+            folder = materialize(path, what="evaluator weights path")
             self.config_layer_norm_eps = ViTConfig.from_pretrained(folder).layer_norm_eps
             self.model = (
                 ViTModel.from_pretrained(folder, add_pooling_layer=False, layer_norm_eps=DINO_LAYER_NORM_EPS)
@@ -192,7 +193,7 @@ class GroundedSegmenter:
         self.config, self.device = config, device
         self.random: list[str] = []
         if config.grounding_dino:
-            folder = local_path(config.grounding_dino)
+            folder = materialize(config.grounding_dino, what="evaluator weights path")
             self.grounding = GroundingDinoForObjectDetection.from_pretrained(folder).eval().to(device)
             from transformers import AutoTokenizer
 
@@ -238,7 +239,7 @@ class GroundedSegmenter:
             gid = f"random:{config.seed}:{config_fingerprint(gconf.to_dict())}"
             self.random.append("grounding_dino")
         if config.sam:
-            folder = local_path(config.sam)
+            folder = materialize(config.sam, what="evaluator weights path")
             self.sam = SamModel.from_pretrained(folder).eval().to(device)
             sid = folder_fingerprint(folder)
         else:
@@ -385,7 +386,7 @@ class FaceEmbedder:
         self.device = device
         self.detector: FaceDetector = make_face_detector(config.face_detector)
         if config.arcface:
-            folder = local_path(config.arcface)
+            folder = materialize(config.arcface, what="evaluator weights path")
             self.model = load_arcface(folder, config.arcface_network).to(device)
             self.model_id = f"arcface:{folder_fingerprint(folder)}:{self.detector.name}"
             self.random = False

@@ -49,9 +49,9 @@ class YuNetFaceDetector:
     def __init__(self, onnx_path: str, score_threshold: float = 0.2, nms_threshold: float = 0.4) -> None:
         import cv2
 
-        from components.evaluate.weights import local_path
+        from components.storage import materialize
 
-        path = local_path(onnx_path)
+        path = materialize(onnx_path, what="evaluator weights path")
         if path.is_dir():
             found = sorted(path.glob("*.onnx"))
             if not found:

@@ -1,24 +1,10 @@
-"""Where evaluator weights come from: a local path, or an s3:// URI fetched into the local cache."""
+"""Identities of evaluator weights (folder contents or random-weight configs) for cache keys and reports."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-
-
-def local_path(uri: str | Path) -> Path:
-    """Local file/folder for `uri`; S3 goes through `components.storage.materialize` (imported lazily)."""
-    if str(uri).startswith("s3://"):
-        from components.storage import materialize
-
-        return materialize(str(uri))
-    path = Path(uri)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"evaluator weights {str(path)!r} do not exist (expected a local folder/file or s3:// URI)"
-        )
-    return path
 
 
 def folder_fingerprint(path: Path) -> str:

@@ -8,23 +8,12 @@ Each word is its own GroundingDINO prompt ("cat."), so a box always belongs to o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from components.mine.segment import Detection, Detections, SegmentRequest, detection_from_mask
-
-
-def _local(uri: str) -> Path:
-    if str(uri).startswith("s3://"):
-        from components.storage import materialize
-
-        return Path(materialize(uri))
-    path = Path(uri)
-    if not path.is_dir():
-        raise FileNotFoundError(f"model folder {path} does not exist")
-    return path
+from components.storage import materialize
 
 
 @dataclass
@@ -46,7 +35,8 @@ class GroundedSamSegmenter:
     def from_pretrained(cls, grounding_dir: str, sam_dir: str, **thresholds: float) -> GroundedSamSegmenter:
         from transformers import AutoProcessor, GroundingDinoForObjectDetection, SamModel, SamProcessor
 
-        grounding, sam = _local(grounding_dir), _local(sam_dir)
+        grounding = materialize(grounding_dir, what="GroundingDINO model folder", folder=True)
+        sam = materialize(sam_dir, what="SAM model folder", folder=True)
         return cls(
             GroundingDinoForObjectDetection.from_pretrained(grounding).eval(),
             AutoProcessor.from_pretrained(grounding),

@@ -26,6 +26,7 @@ from components.mine.captions import CaptionProblem, load_captions
 from components.mine.config import MinerConfig
 from components.mine.sample import SampleInput, SampleRejected, mine_sample
 from components.mine.schema import MANIFEST, REJECTS, write_table
+from components.storage import materialize
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,6 @@ class MiningSummary:
     shards: int
     shards_skipped: int
     seconds: float
-
-    @property
-    def clips_per_second(self) -> float:
-        return (self.samples + self.rejected) / self.seconds if self.seconds > 0 else 0.0
 
 
 def mine_dataset(
@@ -63,7 +60,7 @@ def mine_dataset(
     """
     config = config or MinerConfig()
     started = time.perf_counter()
-    videos_dir = _materialize(videos)
+    videos_dir = materialize(videos, what="videos folder", folder=True)
     root = Path(out)
     (root / "shards").mkdir(parents=True, exist_ok=True)
     items, refused = _inputs(videos, videos_dir, captions)
@@ -99,21 +96,9 @@ def mine_dataset(
     )
 
 
-def _materialize(uri: str, folder: bool = True) -> Path:
-    """A local path for `uri`; an s3:// URI is downloaded into the storage cache first."""
-    if str(uri).startswith("s3://"):
-        from components.storage import materialize
-
-        return Path(materialize(uri))
-    path = Path(uri)
-    if folder and not path.is_dir():
-        raise FileNotFoundError(f"videos folder {path} does not exist")
-    return path
-
-
 def _inputs(videos: str, videos_dir: Path, captions: str) -> tuple[list[SampleInput], list[dict]]:
     """Samples to mine, and reject rows for the caption records that cannot be mined."""
-    loaded = load_captions(_materialize(captions, folder=False), name=str(captions))
+    loaded = load_captions(materialize(captions, what="captions file"), name=str(captions))
     used: set[str] = set()
     items = []
     for record in loaded.records:
