@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from components.embedded.compose import EmbeddedConfig, plan_sample, render_sample
 from components.embedded.identities import BACKDROPS, IDENTITIES, identity_crop
-from components.mine.video import write_video
+from components.media import write_mp4
 
 GROUND_TRUTH = "ground_truth"
 
@@ -66,7 +66,7 @@ def generate_embedded_dataset(
         plan = plan_sample(np.random.default_rng([seed, index]), config)
         rendered = render_sample(plan, config)
         sample_id = f"emb-{index:05d}"
-        write_video(videos / f"{sample_id}.mp4", rendered.frames, config.fps)
+        write_mp4(rendered.frames, videos / f"{sample_id}.mp4", config.fps)
         captions.append({"file": f"{sample_id}.mp4", "caption": plan.caption})
         background_path = f"backgrounds/{sample_id}.png"
         cv2.imwrite(str(truth / background_path), cv2.cvtColor(rendered.background, cv2.COLOR_RGB2BGR))

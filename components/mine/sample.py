@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from components.media import Video, VideoError, read_video, write_mp4
 from components.mine.background import Fill, dilate, inpaint_opencv, inpaint_temporal
 from components.mine.config import MinerConfig
 from components.mine.entities import EntityExtractionError, EntityExtractor, EntityWord
@@ -26,7 +27,6 @@ from components.mine.segment import (
     SegmentRequest,
     detection_from_mask,
 )
-from components.mine.video import Video, VideoError, read_video, write_video
 
 
 class SampleRejected(Exception):
@@ -124,8 +124,8 @@ def mine_sample(
                 _foreground_entity(word, frames, detections[word.word], layout, media, out, config)
             )
     clip_path = media / "clip.mp4"
-    fps = video.fps / config.frame_stride
-    write_video(clip_path, frames[list(layout.clip)], fps)
+    fps = (video.fps or 24.0) / config.frame_stride  # 24 fps where the source does not say
+    write_mp4(frames[list(layout.clip)], clip_path, fps)
     background_path = media / "background.png"
     _write_png(background_path, _background(frames, holes, layout, config, fill))
     return {

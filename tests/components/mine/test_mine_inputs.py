@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from components.media import write_mp4
 from components.mine import MinerConfig, mine_dataset
 from components.mine.captions import CaptionsError, load_captions
-from components.mine.video import write_video
 from pipelines.commands import mine
 
 FAST = MinerConfig(workers=1, shard_size=8, clip_frames=3, inpaint="opencv")
@@ -111,7 +111,7 @@ def test_sample_ids_stay_unique_when_file_names_collide(embedded, tmp_path):
 def test_degenerate_videos_are_rejected_with_the_reason(tmp_path, size, expected):
     videos = tmp_path / "videos"
     rng = np.random.default_rng(0)
-    write_video(videos / "thin.mp4", rng.integers(0, 255, (8, *size, 3), dtype=np.uint8), fps=8)
+    write_mp4(rng.integers(0, 255, (8, *size, 3), dtype=np.uint8), videos / "thin.mp4", fps=8)
     captions = tmp_path / "captions.jsonl"
     captions.write_text(json.dumps({"file": "thin.mp4", "caption": "a dog runs"}) + "\n")
     summary = mine_dataset(str(videos), str(captions), str(tmp_path / "out"), FAST, progress=False)
