@@ -101,8 +101,12 @@ class LocalSettings:
     shards: int = 2
     # `small` is the smallest preset that can paint a clean frame (model/README.md); `tiny` only makes noise.
     preset: str = "small"
+    # The learnability benchmark's recipe (benchmarks/README.md), shortened to fit the demo's budget.
     stage1_steps: int = 200
     stage2_steps: int = 1000
+    learning_rate: float = 7e-4
+    batch_size: int = 8
+    warmup_steps: int = 30
     eval_steps: int = 10
     gate_policy: str = "demo"  # a policy bundled with components/promote, or a YAML file
     serve: bool = True
@@ -186,6 +190,9 @@ def pipeline_arguments(settings: LocalSettings, paths: WorkPaths) -> dict[str, o
         "preset": settings.preset,
         "stage1_steps": settings.stage1_steps,
         "stage2_steps": settings.stage2_steps,
+        "learning_rate": settings.learning_rate,
+        "batch_size": settings.batch_size,
+        "warmup_steps": settings.warmup_steps,
         "eval_steps": settings.eval_steps,
         "gate_policy": settings.gate_policy,
         "tracking_uri": paths.tracking_uri,

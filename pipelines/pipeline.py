@@ -176,6 +176,9 @@ def build_pipeline(cluster: ClusterOptions | None = None):
         deepspeed_config: str = "",
         stage1_steps: int = 60,
         stage2_steps: int = 60,
+        learning_rate: float = 1e-4,
+        batch_size: int = 2,
+        warmup_steps: int = 100,
         eval_modes: str = "",
         eval_split: str = "test",
         eval_limit: int = 0,
@@ -217,6 +220,9 @@ def build_pipeline(cluster: ClusterOptions | None = None):
                 deepspeed_config=deepspeed_config,
                 tracking_uri=tracking_uri,
                 experiment=EXPERIMENTS["train"],
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                warmup_steps=warmup_steps,
             )
             if cluster is not None and cluster.train_nodes > 1:
                 trainer = partial(

@@ -21,6 +21,9 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     init: Input[Model] = None,
+    learning_rate: float = 1e-4,
+    batch_size: int = 2,
+    warmup_steps: int = 100,
     base_model: str = "",
     trainable: str = "full",
     lora_rank: int = 0,
@@ -30,7 +33,8 @@ def train(
 
     Encoder locations "" mean the preset's (random weights are tagged in MLflow); `base_model` (a folder or
     s3:// URI, e.g. an imported Wan2.1) is where a stage without `init` starts; `deepspeed_config` "" means
-    ZeRO-2 from infra/deepspeed. The model artifact is the stage's final `save_pretrained` folder (+ EMA).
+    ZeRO-2 from infra/deepspeed. `learning_rate`, `batch_size` (per process) and `warmup_steps` are the
+    optimizer's peak rate, micro-batch and linear warmup. The model artifact is the stage's final `save_pretrained` folder (+ EMA).
     """
     import json
     import shutil
@@ -38,7 +42,7 @@ def train(
     from pathlib import Path
 
     from components.configuration import location_overrides, merge_overrides
-    from components.train.config import DataConfig, TrainConfig
+    from components.train.config import DataConfig, OptimConfig, TrainConfig
     from components.train.trainer import train as run_training
 
     overrides = merge_overrides(
@@ -59,7 +63,8 @@ def train(
             experiment=experiment,
             run_name=f"{preset}-{data_rev[:8] or 'data'}",
             data_rev=data_rev or None,
-            data=DataConfig(manifest=Path(dataset.path)),
+            data=DataConfig(manifest=Path(dataset.path), batch_size=batch_size),
+            optim=OptimConfig(lr=learning_rate, warmup_steps=warmup_steps),
             **({"deepspeed_config": Path(deepspeed_config)} if deepspeed_config else {}),
         )
         result = run_training(config)
@@ -98,6 +103,9 @@ def train_multinode(
     model: Output[Model],
     metrics: Output[Metrics],
     init: Input[Model] = None,
+    learning_rate: float = 1e-4,
+    batch_size: int = 2,
+    warmup_steps: int = 100,
 ):
     """Train `stage` as a PyTorchJob over `nodes` nodes (torchrun on every GPU) and wait for it.
 
@@ -124,6 +132,12 @@ def train_multinode(
         str(steps),
         "--experiment",
         experiment,
+        "--lr",
+        str(learning_rate),
+        "--batch-size",
+        str(batch_size),
+        "--warmup-steps",
+        str(warmup_steps),
     ]
     if data_rev:
         command += ["--data-rev", data_rev]

@@ -57,6 +57,9 @@ def run(
     ),
     stage1_steps: int = typer.Option(200, help="Optimizer steps of training stage 1 (text cross-attention)."),
     stage2_steps: int = typer.Option(1000, help="Optimizer steps of training stage 2 (personalization)."),
+    lr: float = typer.Option(7e-4, "--lr", help="Peak learning rate of both training stages (AdamW)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Training micro-batch size."),
+    warmup_steps: int = typer.Option(30, "--warmup-steps", help="Linear warmup steps of each stage."),
     sample_steps: int = typer.Option(
         10, "--sample-steps", help="Sampler steps per generated evaluation video."
     ),
@@ -93,6 +96,9 @@ def run(
             preset=preset,
             stage1_steps=stage1_steps,
             stage2_steps=stage2_steps,
+            learning_rate=lr,
+            batch_size=batch_size,
+            warmup_steps=warmup_steps,
             eval_steps=sample_steps,
             gate_policy=policy,
             serve=serve,
