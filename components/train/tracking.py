@@ -30,7 +30,12 @@ SAMPLES_TABLE = "samples/table.json"
 
 
 def tracking_uri(explicit: str | None) -> str:
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The one resolution every step and command uses: explicit URI, else $MLFLOW_TRACKING_URI, else the
+    embedded default SQLite file under work/ (made here, so a first run on a fresh checkout can open it)."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if uri == DEFAULT_TRACKING_URI:
+        Path("work").mkdir(exist_ok=True)
+    return uri
 
 
 def git_commit() -> str | None:

@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
-
-DEFAULT_TRACKING_URI = "sqlite:///work/mlflow.db"
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """Explicit URI, else $MLFLOW_TRACKING_URI, else the embedded default SQLite file under work/."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    if uri == DEFAULT_TRACKING_URI:
-        Path("work").mkdir(exist_ok=True)
-    return uri
 
 
 def evaluate_command(
@@ -115,6 +104,7 @@ def evaluate_command(
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
     from components.evaluate.report import ReportContext, log_to_mlflow, report_context, write_report
     from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
+    from components.train.tracking import tracking_uri as resolve_tracking_uri
     from components.weights import locate
     from model.config import checkpoint_config
 

@@ -38,7 +38,7 @@ def promote_command(
 
     from components.promote.gate import EXIT_ERROR, EXIT_FAIL, PromotionError, promote, repository_publisher
     from components.promote.policy import PolicyError, load_policy
-    from pipelines.commands.evaluate import resolve_tracking_uri
+    from components.train.tracking import tracking_uri as resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     mlflow.set_tracking_uri(uri)

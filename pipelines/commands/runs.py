@@ -64,7 +64,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.commands.evaluate import resolve_tracking_uri
+    from components.train.tracking import tracking_uri as resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
