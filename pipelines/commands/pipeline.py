@@ -127,7 +127,7 @@ def run(
 
 
 def _print_result(console, result) -> None:
-    from pipelines.commands.serve import EXPECTATION
+    from pipelines.expectation import EXPECTATION
     from pipelines.local import console_script
 
     paths, summary = result.paths, result.summary

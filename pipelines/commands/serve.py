@@ -6,12 +6,7 @@ from pathlib import Path
 
 import typer
 
-# Said wherever a user meets a generated video: a demo-sized model must not pass noise off as a result.
-EXPECTATION = (
-    "what to expect: a model trained on the embedded demo data (tiny/small presets, CPU minutes) paints "
-    "colour fields where the references belong, not recognisable objects; the model card (README.md beside "
-    "config.pbtxt) says what this one was trained on"
-)
+from pipelines.expectation import EXPECTATION
 
 
 def register(app: typer.Typer) -> None:
