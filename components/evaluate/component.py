@@ -36,26 +36,28 @@ def evaluate(
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
     from components.evaluate.report import log_to_mlflow, report_context, write_report
-    from components.evaluate.runner import GenerationConfig, evaluate_videos, generate_videos
+    from components.evaluate.runner import GenerationConfig, evaluate_model
 
     out = Path(details.path)
     bench = load_benchmark(dataset.path, "manifest", split).select(
         [m for m in modes.split(",") if m] or None, limit or None
     )
-    generated = generate_videos(model.path, bench, out / "generated", GenerationConfig(steps=steps))
-    toy = None
-    if ground_truth:
-        from components.evaluate.toyworld import toy_truth_for_benchmark
-
-        toy = toy_truth_for_benchmark(bench, ground_truth)
-    result = evaluate_videos(generated, bench, EvaluatorSuite(EvaluatorConfig(**evaluators)), toy_truth=toy)
+    evaluation = evaluate_model(
+        bench,
+        EvaluatorSuite(EvaluatorConfig(**evaluators)),
+        out / "generated",
+        checkpoint_dir=model.path,
+        generation=GenerationConfig(steps=steps),
+        toy_dataset=ground_truth or None,
+    )
+    result = evaluation.result
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     context = report_context(
         model.metadata["mlflow_run_id"],
         f"{model.metadata.get('preset', '?')} preset, stage {int(model.metadata.get('stage', 2))} model",
     )
-    pages = write_report(result, out, bench, generated, context=context)
+    pages = write_report(result, out, bench, evaluation.videos, context=context)
     shutil.copyfile(out / "report.html", report.path)
     for name, value in result.metrics.items():
         if value == value:  # NaN: a metric without samples in this mode

@@ -1,4 +1,5 @@
-"""Score generated videos on a benchmark: `evaluate_videos` (model-free) and `evaluate_model` (generates first).
+"""Score generated videos on a benchmark: `evaluate_videos` (model-free) and `evaluate_model` (a folder of videos,
+generated first from a checkpoint when one is given: what the `evaluate` command and KFP step run).
 
 Under torchrun each rank scores every world_size-th sample and the per-sample results are gathered with
 torch.distributed (gloo, objects), so every rank returns the same `EvaluationResult`.
@@ -28,6 +29,7 @@ from components.evaluate.toyworld import (
     reference_fidelity,
     resample_masks,
     score_sample,
+    toy_truth_for_benchmark,
 )
 from components.evaluate.video_io import read_frames_at, read_image, read_video, sha256_array, sha256_file
 
@@ -243,7 +245,7 @@ def benchmark_identity(benchmark: Benchmark, num_frames: int | None) -> dict[str
     }
 
 
-def _world() -> tuple[int, int]:
+def rank_and_world_size() -> tuple[int, int]:
     """(rank, world_size); initialises gloo when launched by torchrun and not yet initialised."""
     import torch.distributed as dist
 
@@ -329,7 +331,7 @@ def evaluate_videos(
         raise EvaluationError(f"{len(missing)} benchmark samples have no generated video, e.g. {missing[:3]}")
     if not benchmark.samples:
         raise EvaluationError(f"benchmark {benchmark.name!r} has no samples to evaluate")
-    rank, world = _world()
+    rank, world = rank_and_world_size()
     cache = EmbeddingCache(cache_dir)
     scorer = _Scorer(suite, cache)
     mine = benchmark.samples[rank::world]
@@ -407,7 +409,7 @@ def generate_videos(
     from components.media import write_mp4
 
     out_dir = Path(out_dir)
-    rank, world = _world()
+    rank, world = rank_and_world_size()
     paths = {s.key: out_dir / f"{s.key}.mp4" for s in benchmark.samples}
     todo = [s for s in benchmark.samples[rank::world] if not paths[s.key].is_file()]
     if todo:
@@ -435,26 +437,46 @@ def generate_videos(
     return paths
 
 
+@dataclass
+class Evaluation:
+    """The video scored for each benchmark sample (by `BenchmarkSample.key`) and the scores."""
+
+    videos: dict[str, Path]
+    result: EvaluationResult
+
+
 def evaluate_model(
-    checkpoint_dir: str | Path,
     benchmark: Benchmark,
     suite: EvaluatorSuite,
-    out_dir: str | Path,
+    videos_dir: str | Path,
     *,
+    checkpoint_dir: str | Path | None = None,
     generation: GenerationConfig | None = None,
     cache_dir: str | Path | None = None,
-    toy_truth: Mapping[str, ToyGroundTruth] | None = None,
+    num_frames: int | None = None,
+    toy_dataset: str | Path | None = None,
     progress: bool = True,
-) -> EvaluationResult:
-    """Generate with `components.weights.load_generator(checkpoint_dir)`, then `evaluate_videos`."""
+) -> Evaluation:
+    """Score `videos_dir/<mode>/<sample_id>.mp4` of every benchmark sample, generating the missing ones first
+    from `checkpoint_dir` (`generate_videos`) when it is given; then `evaluate_videos`.
+
+    `generation.fps` is the rate written to generated videos and assumed for a read one that records none;
+    `toy_dataset`, an embedded dataset folder, adds the toy-world scores of the samples it holds.
+    """
     generation = generation or GenerationConfig()
-    videos = generate_videos(checkpoint_dir, benchmark, Path(out_dir) / "generated", generation, progress)
-    return evaluate_videos(
+    if checkpoint_dir is not None:
+        videos = generate_videos(checkpoint_dir, benchmark, videos_dir, generation, progress)
+    else:
+        videos = {s.key: Path(videos_dir) / f"{s.key}.mp4" for s in benchmark.samples}
+    toy_truth = toy_truth_for_benchmark(benchmark, toy_dataset) if toy_dataset is not None else None
+    result = evaluate_videos(
         videos,
         benchmark,
         suite,
         cache_dir=cache_dir,
         fps=generation.fps,
+        num_frames=num_frames,
         toy_truth=toy_truth,
         progress=progress,
     )
+    return Evaluation(videos, result)

@@ -103,7 +103,7 @@ def evaluate_command(
     from components.evaluate.benchmark import load_benchmark
     from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
     from components.evaluate.report import ReportContext, log_to_mlflow, report_context, write_report
-    from components.evaluate.runner import GenerationConfig, _world, evaluate_videos, generate_videos
+    from components.evaluate.runner import GenerationConfig, evaluate_model, rank_and_world_size
     from components.train.tracking import tracking_uri as resolve_tracking_uri
     from components.weights import locate
     from model.config import checkpoint_config
@@ -137,32 +137,32 @@ def evaluate_command(
 
         mlflow.set_tracking_uri(uri)  # report_context and log_to_mlflow read the current store
         target = existing_run(uri, run_id, checkpoint)  # fail before generating
+    generation = GenerationConfig(steps=steps, guidance=guidance, seed=seed, fps=fps, device=device)
     if checkpoint is not None:
         try:
-            model_overrides = merge_overrides(
+            generation.model_overrides = merge_overrides(
                 parse_assignments(assignments),
                 location_overrides(text_encoder=text_encoder, image_encoder=image_encoder, vae=vae),
             )
-            configure(checkpoint_config(locate(str(checkpoint))), model_overrides, CHECKPOINT_FIELDS)
+            configure(
+                checkpoint_config(locate(str(checkpoint))), generation.model_overrides, CHECKPOINT_FIELDS
+            )
         except (ModelConfigError, FileNotFoundError) as error:
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from None
-        generation = GenerationConfig(
-            steps=steps, guidance=guidance, seed=seed, fps=fps, device=device, model_overrides=model_overrides
-        )
-        generated = generate_videos(checkpoint, bench, out / "generated", generation)
-    else:
-        generated = {s.key: videos / f"{s.key}.mp4" for s in bench.samples}
-    toy = None
-    if toy_dataset is not None:
-        from components.evaluate.toyworld import toy_truth_for_benchmark
-
-        toy = toy_truth_for_benchmark(bench, toy_dataset)
-    result = evaluate_videos(
-        generated, bench, suite, cache_dir=cache_dir, fps=fps, num_frames=num_frames, toy_truth=toy
+    evaluation = evaluate_model(
+        bench,
+        suite,
+        videos if videos is not None else out / "generated",
+        checkpoint_dir=checkpoint,
+        generation=generation,
+        cache_dir=cache_dir,
+        num_frames=num_frames,
+        toy_dataset=toy_dataset,
     )
-    if _world()[0] != 0:
+    if rank_and_world_size()[0] != 0:  # every rank holds the gathered result; rank 0 reports it
         return
+    result = evaluation.result
     model = str(checkpoint) if checkpoint is not None else f"videos from {videos}"
     if mlflow_log:
         created = target is None
@@ -170,7 +170,7 @@ def evaluate_command(
         context = report_context(run_id, model)
     else:
         context = ReportContext(model=model)
-    write_report(result, out, bench, generated, max_gifs=max_gifs, context=context)
+    write_report(result, out, bench, evaluation.videos, max_gifs=max_gifs, context=context)
     console = Console()
     if result.random_weights:
         console.print(

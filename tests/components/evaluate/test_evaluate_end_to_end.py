@@ -178,22 +178,24 @@ def test_evaluate_model_generates_then_scores(tmp_path: Path, suite, dog_frames,
 
     VideoAlchemist(preset("tiny")).save_pretrained(tmp_path / "ckpt")
     bench = load_benchmark(make_published(tmp_path / "bench", dog_frames[:4])).select(["subject"], limit=1)
-    result = evaluate_model(
-        tmp_path / "ckpt",
+    videos = tmp_path / "out" / "generated"
+    evaluation = evaluate_model(
         bench,
         suite,
-        tmp_path / "out",
+        videos,
+        checkpoint_dir=tmp_path / "ckpt",
         generation=GenerationConfig(steps=1),
         progress=False,
     )
-    video = tmp_path / "out" / "generated" / "subject" / "video1.mp4"
+    video, result = videos / "subject" / "video1.mp4", evaluation.result
+    assert evaluation.videos == {"subject/video1": video}
     assert video.is_file() and result.samples[0].num_frames == preset("tiny").video.frames
     assert result.samples[0].fps == 8.0 and -1.0 <= result.metrics["subject/text_s"] <= 1.0
     mtime = video.stat().st_mtime_ns
-    evaluate_model(
-        tmp_path / "ckpt", bench, suite, tmp_path / "out", progress=False
-    )  # existing videos are reused
-    assert video.stat().st_mtime_ns == mtime
+    again = evaluate_model(bench, suite, videos, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert video.stat().st_mtime_ns == mtime  # existing videos are reused
+    read = evaluate_model(bench, suite, videos, progress=False)  # no checkpoint: the folder's videos only
+    assert read.result.metrics == again.result.metrics == result.metrics
 
 
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
