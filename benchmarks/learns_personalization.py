@@ -64,8 +64,8 @@ from components.embedded.personalization import (  # noqa: E402
     load_rgba,
 )
 from components.evaluate import toyworld  # noqa: E402
-from components.train.clips import decode_clip  # noqa: E402
-from components.train.manifest import read_manifest  # noqa: E402
+from components.manifest import read_manifest  # noqa: E402
+from components.media import read_video  # noqa: E402
 
 ROLES = ("upper", "lower")
 MIN_LANE_GAP = 0.12  # fraction of the frame height between two entities' mean heights
@@ -182,7 +182,7 @@ def build_role_dataset(
             evals.append(
                 EvalSample(
                     sample_id=row["sample_id"],
-                    video=decode_clip(mined / row["video_path"], frames, size, size),
+                    video=read_video(mined / row["video_path"], count=frames, cover=(size, size)).frames,
                     caption=caption,
                     roles={role_of[w]: described[w][0] for w in role_of},
                     masks={role_of[w]: described[w][1] for w in role_of},

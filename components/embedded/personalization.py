@@ -61,8 +61,8 @@ def load_rgba(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def clip_masks(paths: list[str], start: int, end: int, frames: int, size: int) -> np.ndarray:
     """Ground-truth masks of the mined clip's frames, picked and resized exactly as the trainer decodes."""
-    from components.embedded.generate import load_mask
     from components.evaluate import toyworld
+    from components.ground_truth import load_mask
 
     window = paths[start:end]
     picks = np.linspace(0, len(window) - 1, frames).round().astype(int)
@@ -87,9 +87,9 @@ def condition_references(
 
 def held_out_samples(embedded: Path, mined: Path, frames: int, size: int, limit: int) -> list[EvalSample]:
     """Up to `limit` mined clips outside the train split whose every entity is visible in every frame."""
-    from components.embedded.generate import load_ground_truth
-    from components.train.clips import decode_clip
-    from components.train.manifest import read_manifest
+    from components.ground_truth import load_ground_truth
+    from components.manifest import read_manifest
+    from components.media import read_video
 
     truth = load_ground_truth(embedded)
     photos = Path(embedded) / "ground_truth" / "identities"
@@ -111,7 +111,7 @@ def held_out_samples(embedded: Path, mined: Path, frames: int, size: int, limit:
         samples.append(
             EvalSample(
                 sample_id=row["sample_id"],
-                video=decode_clip(Path(mined) / row["video_path"], frames, size, size),
+                video=read_video(Path(mined) / row["video_path"], count=frames, cover=(size, size)).frames,
                 caption=row["caption"],
                 roles={r.word: r.identity for r in entities},
                 masks=masks,

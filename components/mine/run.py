@@ -21,11 +21,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from components.manifest import MANIFEST, REJECTS, write_table
 from components.mine.backends import build_extractor, build_fill, build_segmenter
 from components.mine.captions import CaptionProblem, load_captions
 from components.mine.config import MinerConfig
 from components.mine.sample import SampleInput, SampleRejected, mine_sample
-from components.mine.schema import MANIFEST, REJECTS, write_table
 from components.storage import materialize
 
 

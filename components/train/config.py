@@ -53,6 +53,18 @@ class AugmentConfig:
 
 
 @dataclass
+class SampleSize:
+    """One training sample's size: the clip (frames, height, width) and its references."""
+
+    frames: int
+    height: int
+    width: int
+    reference_size: int
+    max_entities: int
+    max_references: int
+
+
+@dataclass
 class DataConfig:
     """How samples are read from a mined dataset folder (see components/mine: manifest.parquet + media/)."""
 

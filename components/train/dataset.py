@@ -2,8 +2,9 @@
 
 A sample is the target clip (decoded with PyAV, frames evenly spaced over the clip, resized and centre-cropped
 to the training size), its caption, the masked reference crops of each entity (augmented against
-copy-paste) and the inpainted background. A sample whose files are missing or corrupt is skipped with a
-warning and counted, never fatal: one bad clip must not kill a long run.
+copy-paste) and the inpainted background. A sample whose files are missing or corrupt (a truncated clip
+included, as validation judges it: `components/media.py`) is skipped with a warning and counted, never
+fatal: one bad clip must not kill a long run.
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from components.manifest import read_manifest
+from components.media import VideoError, read_video
 from components.train.augment import augment_reference
-from components.train.clips import SampleError, SampleSize, decode_clip
-from components.train.config import AugmentConfig, DataConfig
-from components.train.manifest import read_manifest
+from components.train.config import AugmentConfig, DataConfig, SampleSize
 from components.train.sampler import ResumableSampler
 from model.generator import fit_square
 from model.images import ImageDecodeError, read_rgb8
 
 log = logging.getLogger(__name__)
+
+
+class SampleError(RuntimeError):
+    """One sample cannot be read (missing or corrupt file); the loader skips it."""
 
 
 @dataclass
@@ -87,7 +91,7 @@ class ManifestDataset(Dataset):
         row = self.rows[index]
         try:
             return row["sample_id"], self.load(row, np.random.default_rng([self.seed, epoch, index]))
-        except (SampleError, OSError, ValueError, av.error.FFmpegError) as err:
+        except (SampleError, VideoError, OSError, ValueError) as err:
             log.warning("skipping sample %s: %s", row.get("sample_id"), err)
             return row["sample_id"], None
 
@@ -115,12 +119,12 @@ class ManifestDataset(Dataset):
         s = self.size
         path = self.root / row["video_path"]
         if self.cache_dir is None:
-            return decode_clip(path, s.frames, s.height, s.width)
+            return read_video(path, count=s.frames, cover=(s.height, s.width)).frames
         key = row.get("sha256") or hashlib.sha256(str(path).encode()).hexdigest()
         cached = self.cache_dir / f"{key}_{s.frames}x{s.height}x{s.width}.npy"
         if cached.is_file():
             return np.load(cached)
-        frames = decode_clip(path, s.frames, s.height, s.width)
+        frames = read_video(path, count=s.frames, cover=(s.height, s.width)).frames
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:

@@ -7,12 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import av
-
 from components.configuration import CHECKPOINT_FIELDS, configure, preset_config
-from components.train.clips import SampleError, SampleSize, decode_clip
-from components.train.config import TrainConfig
-from components.train.manifest import ManifestError, read_manifest
+from components.manifest import ManifestError, read_manifest
+from components.media import VideoError, read_video
+from components.train.config import SampleSize, TrainConfig
 
 RESULT_FILE = "result.json"
 
@@ -64,8 +62,8 @@ def preflight(config: TrainConfig) -> None:
 def any_readable_clip(root: Path, rows: list[dict[str, Any]], size: SampleSize) -> bool:
     for row in rows:
         try:
-            decode_clip(root / row["video_path"], size.frames, size.height, size.width)
+            read_video(root / row["video_path"], count=size.frames, cover=(size.height, size.width))
             return True
-        except (SampleError, OSError, ValueError, av.error.FFmpegError):
+        except VideoError:
             continue
     return False

@@ -1,8 +1,8 @@
 """Great Expectations validation of a mined dataset: `validate_dataset` returns a `ValidationOutcome`."""
 
+from components.manifest import ManifestError
 from components.validate.config import ValidationConfig
 from components.validate.report import DataValidationError, FailedExpectation, ValidationOutcome
-from components.validate.tables import ManifestError
 from components.validate.validation import validate_dataset
 
 __all__ = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -20,55 +19,9 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
+from components.manifest import ENTITY, MANIFEST, NULLABLE, accepts, read_table, type_name
+from components.media import VideoError, read_video
 from components.validate.config import ValidationConfig
-
-MANIFEST = "manifest.parquet"
-
-
-def _string(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _number(t: pa.DataType) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_floating(t)
-
-
-def _list_of(inner: Callable[[pa.DataType], bool]) -> Callable[[pa.DataType], bool]:
-    return lambda t: (pa.types.is_list(t) or pa.types.is_large_list(t)) and inner(t.value_type)
-
-
-# Field -> (type check, expected type in words, may be null). Mirrors the manifest contract.
-SAMPLE_FIELDS: dict[str, tuple[Callable[[pa.DataType], bool], str, bool]] = {
-    "sample_id": (_string, "string", False),
-    "source": (_string, "string", False),
-    "split": (_string, "string", False),
-    "caption": (_string, "string", False),
-    "video_path": (_string, "string", False),
-    "fps": (_number, "number", False),
-    "num_frames": (pa.types.is_integer, "integer", False),
-    "width": (pa.types.is_integer, "integer", False),
-    "height": (pa.types.is_integer, "integer", False),
-    "sha256": (_string, "string", False),
-    "clip_start": (pa.types.is_integer, "integer", False),
-    "clip_end": (pa.types.is_integer, "integer", False),
-    "background_path": (_string, "string", True),
-    "entities": (_list_of(pa.types.is_struct), "list<struct>", False),
-}
-ENTITY_FIELDS: dict[str, tuple[Callable[[pa.DataType], bool], str, bool]] = {
-    "word": (_string, "string", False),
-    "kind": (_string, "string", False),
-    "token_start": (pa.types.is_integer, "integer", False),
-    "token_end": (pa.types.is_integer, "integer", False),
-    "reference_paths": (_list_of(_string), "list<string>", False),
-    "mask_paths": (_list_of(_string), "list<string>", False),
-    "boxes": (_list_of(_list_of(_number)), "list<list<number>>", False),
-    "scores": (_list_of(_number), "list<number>", False),
-    "areas": (_list_of(_number), "list<number>", False),
-}
-
-
-class ManifestError(ValueError):
-    """The dataset folder has no readable `manifest.parquet`."""
 
 
 @dataclass
@@ -81,42 +34,29 @@ class Tables:
     splits: pd.DataFrame | None = None
 
 
-def read_manifest(dataset_dir: Path) -> pa.Table:
-    path = dataset_dir / MANIFEST
-    if not path.is_file():
-        raise ManifestError(f"{path} does not exist: a mined dataset folder holds {MANIFEST} and media/")
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as err:
-        raise ManifestError(f"{path} is not a readable parquet file: {err}") from err
-
-
 def schema_table(schema: pa.Schema) -> pd.DataFrame:
-    """One row per contract field: is it present, and does its arrow type match."""
-    entity_type = schema.field("entities").type if "entities" in schema.names else None
-    struct = (
-        entity_type.value_type
-        if entity_type is not None and SAMPLE_FIELDS["entities"][0](entity_type)
-        else None
-    )
-    present = {name: schema.field(name).type for name in schema.names}
-    if struct is not None:
+    """One row per contract field (`components/manifest.py`): is it present, and does its arrow type match."""
+    present = {field.name: field.type for field in schema}
+    entities = present.get("entities")
+    if entities is not None and accepts(MANIFEST.field("entities").type, entities):
+        struct = entities.value_type
         present |= {
             f"entities.{struct.field(i).name}": struct.field(i).type for i in range(struct.num_fields)
         }
+    fields = [(f.name, f.type) for f in MANIFEST]
+    fields += [(f"entities.{ENTITY.field(i).name}", ENTITY.field(i).type) for i in range(ENTITY.num_fields)]
     rows = []
-    fields = list(SAMPLE_FIELDS.items()) + [(f"entities.{k}", v) for k, v in ENTITY_FIELDS.items()]
-    for name, (check, expected, nullable) in fields:
+    for name, expected in fields:
         observed = present.get(name)
-        ok = observed is not None and (check(observed) or (nullable and pa.types.is_null(observed)))
+        ok = observed is not None and (
+            accepts(expected, observed) or (name in NULLABLE and pa.types.is_null(observed))
+        )
         rows.append(
             {
                 "row_id": name,
                 "present": observed is not None,
                 "type_ok": bool(ok) if observed is not None else None,
-                "expected_type": expected,
+                "expected_type": type_name(expected),
                 "observed_type": str(observed) if observed is not None else None,
             }
         )
@@ -125,7 +65,7 @@ def schema_table(schema: pa.Schema) -> pd.DataFrame:
 
 def build_tables(dataset_dir: Path, config: ValidationConfig) -> Tables:
     """Read the manifest and flatten it; stops after the schema table when the schema is broken."""
-    table = read_manifest(dataset_dir)
+    table = read_table(dataset_dir)
     schema = schema_table(table.schema)
     if not (schema["present"].all() and schema["type_ok"].fillna(False).all()):
         return Tables(schema=schema)
@@ -137,7 +77,7 @@ def build_tables(dataset_dir: Path, config: ValidationConfig) -> Tables:
         for index, entity in enumerate(row["entities"] or []):
             entities.append(_entity_row(row, index, entity, checker, video_size))
     # Column names come from the row builders themselves, so an empty manifest still has every column.
-    blank = {name: None for name in SAMPLE_FIELDS} | {"sample_id": ""}
+    blank = {name: None for name in MANIFEST.names} | {"sample_id": ""}
     samples_df = pd.DataFrame(samples, columns=list(_sample_row(blank, checker, config)[0]))
     entities_df = pd.DataFrame(entities, columns=list(_entity_row(blank, 0, {}, checker, None)))
     counts = samples_df["split"].value_counts()
@@ -161,7 +101,7 @@ def _sample_row(
     background = row["background_path"]
     sample = {
         "row_id": row["sample_id"],
-        **{name: row[name] for name in SAMPLE_FIELDS if name != "entities"},
+        **{name: row[name] for name in MANIFEST.names if name != "entities"},
         "num_entities": len(row["entities"] or []),
         "caption_nonblank": bool(caption.strip()),
         "clip_range_valid": _all_set(row["clip_start"], row["clip_end"])
@@ -294,27 +234,15 @@ class _FileChecker:
             return None
 
     def _video(self, relative: str | None) -> tuple[int, int, int] | None:
-        """(frames, width, height) when every frame decodes, else None."""
-        import av
-
+        """(frames, width, height) when the whole video decodes (`components/media.py` decides), else None."""
         path = self._path(relative)
         if path is None:
             return None
-        frames, size = 0, (0, 0)
         try:
-            with av.open(str(path)) as container:
-                if not container.streams.video:
-                    return None
-                stream = container.streams.video[0]
-                declared = int(stream.frames or 0)
-                for frame in container.decode(stream):
-                    frames, size = frames + 1, (frame.width, frame.height)
-        except (av.error.FFmpegError, ValueError, OSError):
+            frames = read_video(path).frames
+        except VideoError:
             return None
-        # A cut-off file often decodes its first frames and stops; the container still declares the total.
-        if frames == 0 or (declared and frames < declared):
-            return None
-        return frames, *size
+        return len(frames), frames.shape[2], frames.shape[1]
 
     def _sha256(self, relative: str) -> str:
         digest = hashlib.sha256()

@@ -103,8 +103,8 @@ def train_command(
         merge_overrides,
         parse_assignments,
     )
+    from components.manifest import ManifestError
     from components.train.config import AugmentConfig, DataConfig, OptimConfig
-    from components.train.manifest import ManifestError
     from components.train.preflight import ResumeError, preflight
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

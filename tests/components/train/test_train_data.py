@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from components.manifest import ManifestError
 from components.train.augment import augment_reference, degrade_resolution, warp_affine
 from components.train.config import AugmentConfig, DataConfig, OptimConfig, TrainConfig, TrainConfigError
 from components.train.dataset import ManifestDataset, SampleSize, collate
 from components.train.engine import DeepSpeedConfigError, resolve_ds_config
-from components.train.manifest import ManifestError
 from components.train.sampler import ResumableSampler
 from components.train.schedule import warmup_cosine
 

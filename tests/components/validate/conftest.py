@@ -3,59 +3,23 @@
 import hashlib
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from components.manifest import MANIFEST
+from components.media import write_mp4
+
 SIZE = 32  # frame width and height
 FRAMES = 4
 CAPTION = "a dog chases a ball"
 SPLITS = {"s0": "train", "s1": "train", "s2": "val"}
 
-ENTITY = pa.struct(
-    [
-        ("word", pa.string()),
-        ("kind", pa.string()),
-        ("token_start", pa.int32()),
-        ("token_end", pa.int32()),
-        ("reference_paths", pa.list_(pa.string())),
-        ("mask_paths", pa.list_(pa.string())),
-        ("boxes", pa.list_(pa.list_(pa.float32()))),
-        ("scores", pa.list_(pa.float32())),
-        ("areas", pa.list_(pa.float32())),
-    ]
-)
-SCHEMA = pa.schema(
-    [
-        ("sample_id", pa.string()),
-        ("source", pa.string()),
-        ("split", pa.string()),
-        ("caption", pa.string()),
-        ("video_path", pa.string()),
-        ("fps", pa.float32()),
-        ("num_frames", pa.int32()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("sha256", pa.string()),
-        ("clip_start", pa.int32()),
-        ("clip_end", pa.int32()),
-        ("background_path", pa.string()),
-        ("entities", pa.list_(ENTITY)),
-    ]
-)
-
 
 def _write_video(path: Path, seed: int) -> None:
-    frames = np.random.default_rng(seed).integers(0, 255, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
-        for image in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
+    write_mp4(np.random.default_rng(seed).integers(0, 255, (FRAMES, SIZE, SIZE, 3), dtype=np.uint8), path, 8)
 
 
 def _png(path: Path, size: tuple[int, int], mode: str = "RGB") -> str:
@@ -117,7 +81,7 @@ def read_rows(root: Path) -> list[dict]:
     return pq.read_table(root / "manifest.parquet").to_pylist()
 
 
-def write_manifest(root: Path, rows: list[dict], schema: pa.Schema = SCHEMA) -> None:
+def write_manifest(root: Path, rows: list[dict], schema: pa.Schema = MANIFEST) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), root / "manifest.parquet")
 
 
@@ -131,7 +95,7 @@ def variant(valid_dataset, tmp_path):
     """Copy the valid dataset and rewrite its manifest: `variant(edit, schema)` with `edit(rows)` in place."""
     import shutil
 
-    def make(edit, schema: pa.Schema = SCHEMA) -> Path:
+    def make(edit, schema: pa.Schema = MANIFEST) -> Path:
         root = tmp_path / "variant"
         shutil.copytree(valid_dataset, root)
         rows = read_rows(root)
@@ -144,4 +108,4 @@ def variant(valid_dataset, tmp_path):
 
 @pytest.fixture
 def manifest_schema() -> pa.Schema:
-    return SCHEMA
+    return MANIFEST

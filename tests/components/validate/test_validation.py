@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from components.manifest import ENTITY, MANIFEST
 from components.storage import StorageError
 from components.validate import (
     DataValidationError,
@@ -13,6 +14,7 @@ from components.validate import (
     ValidationConfig,
     validate_dataset,
 )
+from components.validate.tables import schema_table
 from pipelines.cli import app
 
 
@@ -109,8 +111,26 @@ def test_schema_break_reports_only_the_schema(variant, manifest_schema, tmp_path
     assert "num_samples" not in outcome.statistics
 
 
+def test_schema_takes_other_widths_of_the_contract_types():
+    """A manifest written by another tool (int32, float32, large strings and lists, integer fps) conforms."""
+
+    def narrow(t: pa.DataType) -> pa.DataType:
+        if pa.types.is_struct(t):
+            return pa.struct([(t.field(i).name, narrow(t.field(i).type)) for i in range(t.num_fields)])
+        if pa.types.is_list(t):
+            return pa.large_list(narrow(t.value_type))
+        return {pa.int64(): pa.int32(), pa.float64(): pa.float32(), pa.string(): pa.large_string()}[t]
+
+    schema = pa.schema([(f.name, pa.int16() if f.name == "fps" else narrow(f.type)) for f in MANIFEST])
+    table = schema_table(schema)
+    assert (
+        table["present"].all() and table["type_ok"].all() and len(table) == len(MANIFEST) + ENTITY.num_fields
+    )
+    assert dict(zip(table["row_id"], table["expected_type"]))["entities.boxes"] == "list<list<number>>"
+
+
 def test_missing_manifest_is_a_clear_error(tmp_path):
-    with pytest.raises(ManifestError, match="manifest.parquet does not exist"):
+    with pytest.raises(ManifestError, match="manifest.parquet not found"):
         validate_dataset(tmp_path, tmp_path / "report")
     with pytest.raises(StorageError, match="does not exist"):
         validate_dataset(tmp_path / "no-such-folder", tmp_path / "report")
