@@ -23,6 +23,7 @@ from components.evaluate.faces import FaceDetector, extend_face_box, make_face_d
 from components.evaluate.metrics import box_mask_consistent
 from components.evaluate.text import clip_normalize
 from components.evaluate.weights import config_fingerprint, folder_fingerprint
+from components.grounded_segmenter import GroundedSegmenter, load_grounding, load_sam
 from components.storage import materialize
 
 EVALUATOR_NAMES = ("clip", "dino", "grounding_dino", "sam", "arcface")
@@ -169,214 +170,96 @@ class DinoEmbedder:
         return self.model(pixel_values=pixels.to(self.device)).last_hidden_state[:, 0].float().cpu().numpy()
 
 
-def _find_sublist_mask(main: list[int], sub: list[int], length: int) -> torch.Tensor:
-    mask = [False] * len(main)
-    for i in range(len(main) - len(sub) + 1):
-        if main[i : i + len(sub)] == sub:
-            mask[i : i + len(sub)] = [True] * len(sub)
-    return torch.tensor(mask + [False] * (length - len(mask)))
+def grounded_segmenter(config: EvaluatorConfig, device: str) -> GroundedSegmenter:
+    """The shared segmenter under the protocol's thresholds, random tiny models for unset weights."""
+    from transformers import (
+        BertConfig,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        SamConfig,
+        SamModel,
+        SwinConfig,
+    )
 
-
-class GroundedSegmenter:
-    """GroundingDINO boxes per entity word, then SAM masks, per frame (`get_grounding_output` + `get_sam_output`)."""
-
-    def __init__(self, config: EvaluatorConfig, device: str) -> None:
-        from transformers import (
-            BertConfig,
-            GroundingDinoConfig,
-            GroundingDinoForObjectDetection,
-            SamConfig,
-            SamModel,
-            SwinConfig,
+    short, max_side = config.grounding_short_side, config.grounding_max_side
+    if config.grounding_dino:
+        grounding, tokenizer, folder = load_grounding(config.grounding_dino, device)
+        gid = folder_fingerprint(folder)
+    else:
+        backbone = SwinConfig(
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 2, 2],
+            window_size=7,
+            out_features=["stage2", "stage3", "stage4"],
         )
-
-        self.config, self.device = config, device
-        self.random: list[str] = []
-        if config.grounding_dino:
-            folder = materialize(config.grounding_dino, what="evaluator weights path")
-            self.grounding = GroundingDinoForObjectDetection.from_pretrained(folder).eval().to(device)
-            from transformers import AutoTokenizer
-
-            self.tokenizer = AutoTokenizer.from_pretrained(folder)
-            gid = folder_fingerprint(folder)
-        else:
-            backbone = SwinConfig(
-                embed_dim=16,
-                depths=[1, 1, 1, 1],
-                num_heads=[1, 1, 2, 2],
-                window_size=7,
-                out_features=["stage2", "stage3", "stage4"],
-            )
-            text = BertConfig(
-                vocab_size=1030,
+        text = BertConfig(
+            vocab_size=1030,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+        gconf = GroundingDinoConfig(
+            backbone_config=backbone,
+            text_config=text,
+            num_queries=30,
+            encoder_layers=1,
+            decoder_layers=2,
+            d_model=32,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            num_feature_levels=3,
+            encoder_n_points=2,
+            decoder_n_points=2,
+        )
+        grounding = _seeded(config.seed, lambda: GroundingDinoForObjectDetection(gconf)).eval().to(device)
+        # BERT's ids for [CLS], [SEP], '.' and '?' keep GroundingDINO's phrase masking meaningful
+        tokenizer = ByteTokenizer(bos=101, eos=102, offset=110, special={ord("."): 1012, ord("?"): 1029})
+        gid = f"random:{config.seed}:{config_fingerprint(gconf.to_dict())}"
+        short, max_side = config.random_grounding_short_side, 2 * config.random_grounding_short_side
+    if config.sam:
+        sam, folder = load_sam(config.sam, device)
+        sid = folder_fingerprint(folder)
+    else:
+        sconf = SamConfig(
+            vision_config=dict(
                 hidden_size=32,
-                num_hidden_layers=1,
+                num_hidden_layers=2,
                 num_attention_heads=2,
-                intermediate_size=64,
-            )
-            gconf = GroundingDinoConfig(
-                backbone_config=backbone,
-                text_config=text,
-                num_queries=30,
-                encoder_layers=1,
-                decoder_layers=2,
-                d_model=32,
-                encoder_ffn_dim=64,
-                decoder_ffn_dim=64,
-                encoder_attention_heads=2,
-                decoder_attention_heads=2,
-                num_feature_levels=3,
-                encoder_n_points=2,
-                decoder_n_points=2,
-            )
-            self.grounding = (
-                _seeded(config.seed, lambda: GroundingDinoForObjectDetection(gconf)).eval().to(device)
-            )
-            # BERT's ids for [CLS], [SEP], '.' and '?' keep GroundingDINO's phrase masking meaningful
-            self.tokenizer = ByteTokenizer(
-                bos=101, eos=102, offset=110, special={ord("."): 1012, ord("?"): 1029}
-            )
-            gid = f"random:{config.seed}:{config_fingerprint(gconf.to_dict())}"
-            self.random.append("grounding_dino")
-        if config.sam:
-            folder = materialize(config.sam, what="evaluator weights path")
-            self.sam = SamModel.from_pretrained(folder).eval().to(device)
-            sid = folder_fingerprint(folder)
-        else:
-            sconf = SamConfig(
-                vision_config=dict(
-                    hidden_size=32,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    image_size=64,
-                    patch_size=16,
-                    output_channels=16,
-                    window_size=2,
-                    global_attn_indexes=[1],
-                    mlp_dim=64,
-                    num_pos_feats=8,
-                ),
-                prompt_encoder_config=dict(
-                    hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4
-                ),
-                mask_decoder_config=dict(
-                    hidden_size=16,
-                    num_hidden_layers=2,
-                    num_attention_heads=2,
-                    mlp_dim=32,
-                    iou_head_hidden_dim=16,
-                ),
-            )
-            self.sam = _seeded(config.seed, lambda: SamModel(sconf)).eval().to(device)
-            sid = f"random:{config.seed}:{config_fingerprint(sconf.to_dict())}"
-            self.random.append("sam")
-        thresholds = f"{config.box_threshold}:{config.mask_threshold}:{config.grounding_short_side}"
-        thresholds += f":{config.grounding_max_side}:{config.random_grounding_short_side}"
-        self.model_id = f"grounded_sam:{gid}:{sid}:{thresholds}"
-
-    def _grounding_pixels(self, frame: np.ndarray) -> torch.Tensor:
-        """`RandomResize([short], max_size)` (shorter side to `short` unless the long side passes `max`), ImageNet norm."""
-        from PIL import Image
-
-        h, w = frame.shape[:2]
-        short, max_size = self.config.grounding_short_side, self.config.grounding_max_side
-        if "grounding_dino" in self.random:
-            short, max_size = (
-                self.config.random_grounding_short_side,
-                2 * self.config.random_grounding_short_side,
-            )
-        lo, hi = float(min(h, w)), float(max(h, w))
-        if hi / lo * short > max_size:
-            short = int(round(max_size * lo / hi))
-        if (w <= h and w == short) or (h <= w and h == short):
-            oh, ow = h, w
-        elif w < h:
-            ow, oh = short, int(short * h / w)
-        else:
-            oh, ow = short, int(short * w / h)
-        resized = np.asarray(Image.fromarray(frame[:, :, :3]).resize((ow, oh), Image.BILINEAR))
-        return preprocess.normalize(resized, preprocess.IMAGENET_MEAN, preprocess.IMAGENET_STD)
-
-    @torch.no_grad()
-    def boxes(self, frames: np.ndarray, words: list[str], batch: int = 4) -> list[dict[str, list[int]]]:
-        """Per frame: word -> box xyxy (pixels) of the query that scores highest for that word above threshold."""
-        _, H, W, _ = frames.shape
-        prompt = " . ".join(words).lower().strip()
-        prompt = prompt if prompt.endswith(".") else prompt + "."
-        prompt_ids = self.tokenizer(prompt)["input_ids"]
-        max_len = self.grounding.config.max_text_len
-        masks = {
-            w: _find_sublist_mask(prompt_ids, self.tokenizer(w)["input_ids"][1:-1], max_len) for w in words
-        }
-        ids = torch.tensor([prompt_ids], device=self.device)
-        results: list[dict[str, list[int]]] = []
-        for i in range(0, len(frames), batch):
-            pixels = torch.stack([self._grounding_pixels(f) for f in frames[i : i + batch]]).to(self.device)
-            n = len(pixels)
-            out = self.grounding(
-                pixel_values=pixels,
-                input_ids=ids.expand(n, -1),
-                attention_mask=torch.ones_like(ids).expand(n, -1),
-                token_type_ids=torch.zeros_like(ids).expand(n, -1),
-            )
-            logits_all = out.logits.sigmoid().float().cpu()
-            boxes_all = out.pred_boxes.float().cpu()
-            for logits, boxes in zip(logits_all, boxes_all, strict=True):
-                logits = logits[:, :max_len]
-                scores = []
-                for w in words:
-                    m = masks[w][: logits.shape[1]]
-                    masked = logits * m
-                    scores.append((masked.max(dim=1).values + masked.sum(dim=1) / m.sum().clamp(min=1)) / 2)
-                per_box = torch.stack(scores).T  # (num_queries, num_words)
-                best_word = per_box.max(dim=1).indices
-                best: dict[str, tuple[int | None, float]] = {w: (None, 0.0) for w in words}
-                for box_id, word_id in enumerate(best_word.tolist()):
-                    score = float(per_box[box_id, word_id])
-                    if best[words[word_id]][1] < score:
-                        best[words[word_id]] = (box_id, score)
-                frame_boxes = {}
-                for w, (box_id, score) in best.items():
-                    if box_id is not None and score > self.config.box_threshold:
-                        b = boxes[box_id] * torch.tensor([W, H, W, H])
-                        b[:2] -= b[2:] / 2
-                        b[2:] += b[:2]
-                        frame_boxes[w] = b.int().tolist()
-                results.append(frame_boxes)
-        return results
-
-    @torch.no_grad()
-    def masks(self, frame: np.ndarray, boxes: dict[str, list[int]]) -> dict[str, np.ndarray]:
-        """SAM masks (full frame, bool) for each box whose predicted IoU passes `mask_threshold`."""
-        import torch.nn.functional as F
-        from PIL import Image
-
-        if not boxes:
-            return {}
-        size = self.sam.config.vision_config.image_size
-        h, w = frame.shape[:2]
-        scale = size / max(h, w)
-        nh, nw = int(h * scale + 0.5), int(w * scale + 0.5)
-        resized = np.asarray(Image.fromarray(frame[:, :, :3]).resize((nw, nh), Image.BILINEAR)).astype(
-            np.float32
+                image_size=64,
+                patch_size=16,
+                output_channels=16,
+                window_size=2,
+                global_attn_indexes=[1],
+                mlp_dim=64,
+                num_pos_feats=8,
+            ),
+            prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+            mask_decoder_config=dict(
+                hidden_size=16,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                mlp_dim=32,
+                iou_head_hidden_dim=16,
+            ),
         )
-        mean, std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
-        x = torch.from_numpy(((resized - mean) / std).astype(np.float32)).permute(2, 0, 1)
-        x = F.pad(x, (0, size - nw, 0, size - nh))[None].to(self.device)
-        words = list(boxes)
-        b = torch.tensor([boxes[k] for k in words], dtype=torch.float32) * torch.tensor(
-            [nw / w, nh / h, nw / w, nh / h]
-        )
-        out = self.sam(pixel_values=x, input_boxes=b[None].to(self.device), multimask_output=False)
-        low = out.pred_masks[0, :, 0].float()  # (num_boxes, h_low, w_low)
-        up = F.interpolate(low[:, None], (size, size), mode="bilinear", align_corners=False)[:, :, :nh, :nw]
-        full = F.interpolate(up, (h, w), mode="bilinear", align_corners=False)[:, 0] > 0.0
-        ious = out.iou_scores[0, :, 0].float().cpu()
-        return {
-            k: full[i].cpu().numpy()
-            for i, k in enumerate(words)
-            if float(ious[i]) > self.config.mask_threshold
-        }
+        sam = _seeded(config.seed, lambda: SamModel(sconf)).eval().to(device)
+        sid = f"random:{config.seed}:{config_fingerprint(sconf.to_dict())}"
+    thresholds = f"{config.box_threshold}:{config.mask_threshold}:{config.grounding_short_side}"
+    thresholds += f":{config.grounding_max_side}:{config.random_grounding_short_side}"
+    return GroundedSegmenter(
+        grounding,
+        tokenizer,
+        sam,
+        config.box_threshold,
+        config.mask_threshold,
+        short,
+        max_side,
+        model_id=f"grounded_sam:{gid}:{sid}:{thresholds}",
+    )
 
 
 class FaceEmbedder:
@@ -437,7 +320,7 @@ class EvaluatorSuite:
 
     @property
     def segmenter(self) -> GroundedSegmenter:
-        return self._get("segmenter", lambda: GroundedSegmenter(self.config, self.device))
+        return self._get("segmenter", lambda: grounded_segmenter(self.config, self.device))
 
     @property
     def faces(self) -> FaceEmbedder:
@@ -462,14 +345,14 @@ class EvaluatorSuite:
         boxes = self.segmenter.boxes(frames, words)
         out: list[dict[str, np.ndarray]] = []
         for frame, frame_boxes in zip(frames, boxes, strict=True):
-            masks = self.segmenter.masks(frame, frame_boxes)
+            masks = self.segmenter.masks(frame, {w: box for w, (box, _) in frame_boxes.items()})
             found: dict[str, np.ndarray] = {}
             for word in words:
                 if word not in frame_boxes or word not in masks:
                     continue
-                x0, y0, x1, y1 = frame_boxes[word]
+                x0, y0, x1, y1 = box = frame_boxes[word][0]
                 crop_mask = masks[word][y0:y1, x0:x1]
-                if not box_mask_consistent(frame_boxes[word], crop_mask.shape):
+                if not box_mask_consistent(box, crop_mask.shape):
                     continue
                 pixels = preprocess.dino_subject_crop(frame, (x0, y0, x1, y1), crop_mask)
                 found[word] = self.dino(pixels[None])[0]

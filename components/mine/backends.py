@@ -32,7 +32,6 @@ def build_segmenter(config: MinerConfig) -> Segmenter:
         config.grounding_dir,
         config.sam_dir,
         box_threshold=config.box_threshold,
-        text_threshold=config.text_threshold,
         mask_score_threshold=config.mask_score_threshold,
         min_area=config.min_area,
         max_area=config.max_area,
