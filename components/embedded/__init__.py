@@ -1,13 +1,9 @@
 """The embedded dataset: short clips composited from scikit-image photographs, with exact ground truth."""
 
 from components.embedded.compose import EmbeddedConfig, RenderedSample, SamplePlan, plan_sample, render_sample
-from components.embedded.generate import (
-    EmbeddedDataset,
-    generate_embedded_dataset,
-    load_ground_truth,
-    load_mask,
-)
+from components.embedded.generate import EmbeddedDataset, generate_embedded_dataset
 from components.embedded.identities import BACKDROPS, IDENTITIES, backdrop_texture, identity_crop
+from components.ground_truth import load_ground_truth, load_mask
 
 __all__ = [
     "BACKDROPS",

@@ -9,7 +9,7 @@ Layout of `out`:
     ground_truth/identities/<identity>.png               the cut-out photo of each identity (RGBA)
     ground_truth/embedded.json         generator config and seed
 The masks folder uses the layout the miner's existing-mask backend reads, so the ground truth doubles as a
-dataset that ships its own masks.
+dataset that ships its own masks. `components/ground_truth.py` reads it back.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from tqdm import tqdm
 
 from components.embedded.compose import EmbeddedConfig, plan_sample, render_sample
 from components.embedded.identities import BACKDROPS, IDENTITIES, identity_crop
+from components.ground_truth import GROUND_TRUTH
 from components.media import write_mp4
-
-GROUND_TRUTH = "ground_truth"
 
 
 @dataclass(frozen=True)
@@ -107,27 +106,3 @@ def _row(sample_id: str, caption: str, word: str, kind: str, identity: str, mask
         "token_end": match.end(),
         "mask_paths": mask_paths,
     }
-
-
-def load_ground_truth(root: str | Path) -> pd.DataFrame:
-    """The ground-truth table of a generated dataset, with mask and background paths made absolute.
-
-    `root` is the dataset folder (or its `ground_truth/` folder).
-    """
-    root = Path(root)
-    truth = root if (root / "ground_truth.parquet").is_file() else root / GROUND_TRUTH
-    table_path = truth / "ground_truth.parquet"
-    if not table_path.is_file():
-        raise FileNotFoundError(f"no ground_truth.parquet under {root}; generate the embedded dataset first")
-    table = pd.read_parquet(table_path)
-    table["mask_paths"] = table["mask_paths"].map(lambda paths: [str(truth / p) for p in paths])
-    table["background_path"] = table["background_path"].map(lambda p: str(truth / p))
-    return table
-
-
-def load_mask(path: str | Path) -> np.ndarray:
-    """A mask PNG as (H, W) bool."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise FileNotFoundError(f"cannot read mask {path}")
-    return mask > 127

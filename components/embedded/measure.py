@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from components.embedded.generate import load_ground_truth, load_mask
+from components.ground_truth import load_ground_truth, load_mask
 
 
 def keyframes(clip_start: int, clip_end: int, num_frames: int) -> list[int]:

@@ -208,13 +208,13 @@ def resample_masks(masks: np.ndarray, frames: int | None, size: tuple[int, int] 
 def load_toy_ground_truth(
     dataset_root: str | Path, sample_id: str, frames: int | None = None, size: tuple[int, int] | None = None
 ) -> ToyGroundTruth:
-    """Adapter for the embedded dataset (`components.embedded`): masks and identity photos of one sample.
+    """Masks and identity photos of one sample of the embedded dataset (read with `components.ground_truth`).
 
     `frames`/`size` (H, W) resample the masks to a generated video's shape; foreground entities only.
     """
     import cv2
 
-    from components.embedded import load_ground_truth, load_mask
+    from components.ground_truth import GROUND_TRUTH, load_ground_truth, load_mask
 
     table = load_ground_truth(dataset_root)
     rows = table[(table["sample_id"] == sample_id) & (table["kind"] != "background")]
@@ -223,7 +223,7 @@ def load_toy_ground_truth(
             f"sample_id={sample_id!r} has no foreground entities in {dataset_root}'s ground truth"
         )
     truth = Path(dataset_root)
-    truth = truth if (truth / "ground_truth.parquet").is_file() else truth / "ground_truth"
+    truth = truth if (truth / "ground_truth.parquet").is_file() else truth / GROUND_TRUTH
     masks, references = {}, {}
     for row in rows.itertuples(index=False):
         masks[row.word] = resample_masks(np.stack([load_mask(p) for p in row.mask_paths]), frames, size)
@@ -241,7 +241,7 @@ def toy_truth_for_benchmark(benchmark: Any, dataset_root: str | Path) -> dict[st
     A sample matches an embedded clip by its sample_id or by the file stem of its `source`; masks are cut to
     the sample's `source_frames` (a mined clip's frames inside the source video) when known.
     """
-    from components.embedded import load_ground_truth
+    from components.ground_truth import load_ground_truth
 
     known = set(load_ground_truth(dataset_root)["sample_id"])
     out = {}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.embedded.generate import load_mask
+from components.ground_truth import load_mask
 from components.mine import EntityExtractionError, MinerConfig, RuleExtractor, mine_dataset, validate_entities
 
 
