@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from components.promote.policy import GatePolicy
 
@@ -436,24 +435,3 @@ def promote(
         client.log_text(run_id, decision.markdown(), "promotion/summary.md")
         actions.append("recorded decision on the run")
     return decision
-
-
-def repository_publisher(repository_dir: str | Path, triton_model_name: str = "video_alchemist") -> Publish:
-    """Publish a registry version into a Triton model repository (version folder = registry version).
-
-    The version's artifact must be a model checkpoint folder (config.json + model.safetensors); an
-    already exported version folder is left as it is.
-    """
-
-    def publish(model_uri: str) -> None:
-        import mlflow
-
-        from components.export.repository import export_model_repository
-
-        version = int(model_uri.rsplit("/", 1)[-1])
-        if (Path(repository_dir) / triton_model_name / str(version)).exists():
-            return
-        checkpoint = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
-        export_model_repository(checkpoint, repository_dir, model_name=triton_model_name, version=version)
-
-    return publish

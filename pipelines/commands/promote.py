@@ -36,7 +36,8 @@ def promote_command(
     """
     import mlflow
 
-    from components.promote.gate import EXIT_ERROR, EXIT_FAIL, PromotionError, promote, repository_publisher
+    from components.export import repository_publisher
+    from components.promote.gate import EXIT_ERROR, EXIT_FAIL, PromotionError, promote
     from components.promote.policy import PolicyError, load_policy
     from components.train.tracking import tracking_uri as resolve_tracking_uri
 

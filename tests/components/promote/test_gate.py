@@ -164,7 +164,7 @@ def test_run_without_model_artifact_is_refused_by_name(mlflow_store: str):
 def test_pass_publishes_the_checkpoint_into_a_triton_repository(mlflow_store: str, tmp_path: Path):
     import mlflow
 
-    from components.promote.gate import repository_publisher
+    from components.export import repository_publisher
     from model.alchemist import VideoAlchemist
     from model.config import preset
 
