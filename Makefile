@@ -23,9 +23,11 @@ ARGS ?=
 demo: install
 	$(VENV)/bin/alchemist pipeline run --local $(ARGS)
 
+# lint-imports checks the layering contracts in pyproject.toml ([tool.importlinter]).
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 
 format: install
 	$(VENV)/bin/ruff check --fix .
