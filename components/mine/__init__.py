@@ -2,7 +2,14 @@
 
 from components.mine.config import MinerConfig
 from components.mine.entities import EntityExtractionError, EntityWord, RuleExtractor, validate_entities
-from components.mine.run import MiningSummary, assign_splits, mine_dataset
+from components.mine.run import (
+    MiningSummary,
+    assign_splits,
+    merge_datasets,
+    mine_dataset,
+    mine_shard,
+    plan_shards,
+)
 from components.mine.sample import SampleRejected
 from components.mine.segment import Detection, MaskFolderSegmenter, MotionSegmenter, SegmentRequest
 
@@ -18,6 +25,9 @@ __all__ = [
     "SampleRejected",
     "SegmentRequest",
     "assign_splits",
+    "merge_datasets",
     "mine_dataset",
+    "mine_shard",
+    "plan_shards",
     "validate_entities",
 ]

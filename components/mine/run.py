@@ -10,7 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
 import re
+import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -26,7 +29,7 @@ from components.mine.backends import build_extractor, build_fill, build_segmente
 from components.mine.captions import CaptionProblem, load_captions
 from components.mine.config import MinerConfig
 from components.mine.sample import SampleInput, SampleRejected, mine_sample
-from components.storage import materialize
+from components.storage import S3Uri, is_s3, materialize, s3_client
 
 
 @dataclass(frozen=True)
@@ -51,19 +54,22 @@ def mine_dataset(
     config: MinerConfig | None = None,
     progress: bool = True,
     caption_rejects: list[dict] | None = None,
+    captions_name: str | None = None,
 ) -> MiningSummary:
     """Mine the captioned videos in `videos` (a folder or s3:// prefix) into the dataset folder `out`.
 
     `captions` (a path or s3:// URI) is a JSONL or CSV of `file, caption` (file relative to `videos`) or an
     MSR-VTT annotation JSON; its unreadable records go to rejects (stage "captions"), as do
     `caption_rejects` (rows of `caption_reject`) found by an earlier step that read the file.
+    `captions_name` (default: `captions`) is how rejects and dataset.json name the captions file.
     """
     config = config or MinerConfig()
     started = time.perf_counter()
     videos_dir = materialize(videos, what="videos folder", folder=True)
     root = Path(out)
     (root / "shards").mkdir(parents=True, exist_ok=True)
-    items, refused = _inputs(videos, videos_dir, captions)
+    captions_name = captions_name or str(captions)
+    items, refused = _inputs(videos, videos_dir, captions, captions_name)
     shards = [items[i : i + config.shard_size] for i in range(0, len(items), config.shard_size)]
     todo, skipped = [], 0
     for index, shard in enumerate(shards):
@@ -91,14 +97,20 @@ def mine_dataset(
                     ]
                 bar.update(len(shards[index]))
     bar.close()
-    return _merge(
-        root, len(shards), skipped, crashed, config, videos, captions, time.perf_counter() - started
-    )
+    manifests, rejects = [], [pa.Table.from_pylist(crashed, schema=REJECTS)]
+    for index in range(len(shards)):
+        manifest, rejects_path, done = _shard_paths(root, index)
+        if done.is_file():
+            manifests.append(pq.read_table(manifest, schema=MANIFEST))
+            rejects.append(pq.read_table(rejects_path, schema=REJECTS))
+    inputs = {"videos": str(videos), "captions": captions_name}
+    shard_counts = {"total": len(shards), "skipped": skipped}
+    return _write_dataset(root, manifests, rejects, config, inputs, shard_counts, started)
 
 
-def _inputs(videos: str, videos_dir: Path, captions: str) -> tuple[list[SampleInput], list[dict]]:
+def _inputs(videos: str, videos_dir: Path, captions: str, name: str) -> tuple[list[SampleInput], list[dict]]:
     """Samples to mine, and reject rows for the caption records that cannot be mined."""
-    loaded = load_captions(materialize(captions, what="captions file"), name=str(captions))
+    loaded = load_captions(materialize(captions, what="captions file"), name=name)
     used: set[str] = set()
     items = []
     for record in loaded.records:
@@ -110,7 +122,7 @@ def _inputs(videos: str, videos_dir: Path, captions: str) -> tuple[list[SampleIn
         used.add(sample_id)
         source = f"{str(videos).rstrip('/')}/{record.file}"
         items.append(SampleInput(sample_id, videos_dir / record.file, record.caption, source))
-    return items, [caption_reject(problem, str(captions)) for problem in loaded.problems]
+    return items, [caption_reject(problem, name) for problem in loaded.problems]
 
 
 def caption_reject(problem: CaptionProblem, captions: str) -> dict:
@@ -180,22 +192,93 @@ def _reject(item: SampleInput, stage: str, reason: str) -> dict:
     return {"sample_id": item.sample_id, "source": item.source, "stage": stage, "reason": reason}
 
 
-def _merge(
+def plan_shards(data: str, captions: str, num_shards: int) -> list[str]:
+    """The caption records in `num_shards` shards (JSON), each with the size and time (or S3 ETag) of its videos,
+    so that a pipeline's step cache re-mines exactly the shards whose captions or videos changed.
+
+    `captions` "" means `<data>/captions.jsonl`. Caption records that cannot be mined travel in shard 0's
+    rejects, so they are reported once.
+    """
+    if num_shards < 1:
+        raise ValueError(f"num_shards={num_shards} must be >= 1")
+    captions = captions or f"{data.rstrip('/')}/captions.jsonl"
+    loaded = load_captions(materialize(captions, what="captions file"), name=captions)
+    records = loaded.records
+    refused = [caption_reject(problem, captions) for problem in loaded.problems]
+    if not records:
+        raise ValueError(f"captions file {captions} lists no video that can be mined: {refused[:3]}")
+    stamps = _video_stamps(data, [record.file for record in records])
+    count = min(num_shards, len(records))
+    shards = []
+    for index in range(count):
+        part = records[index::count]
+        spec = {
+            "index": index,
+            "captions": captions,
+            "records": [{"file": r.file, "caption": r.caption} for r in part],
+            "inputs": {r.file: stamps.get(r.file) for r in part},
+            "rejects": refused if index == 0 else [],
+        }
+        shards.append(json.dumps(spec, sort_keys=True))
+    print(f"{len(records)} captioned videos in {count} shards; {len(refused)} caption records refused")
+    return shards
+
+
+def _video_stamps(data: str, files: list[str]) -> dict[str, object]:
+    """What tells a changed video apart: its S3 ETag, or its local size and modification time."""
+    if is_s3(data):
+        location = S3Uri.parse(data.rstrip("/") + "/")
+        paginator = s3_client().get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=location.bucket, Prefix=location.key)
+        return {o["Key"][len(location.key) :]: o["ETag"] for page in pages for o in page.get("Contents", [])}
+    stamps: dict[str, object] = {}
+    for file in files:
+        path = Path(data) / file
+        stat = os.stat(path) if path.is_file() else None
+        stamps[file] = [stat.st_size, stat.st_mtime_ns] if stat else None
+    return stamps
+
+
+def mine_shard(data: str, shard: str, out: str, config: MinerConfig) -> MiningSummary:
+    """Mine one shard of `plan_shards` into the dataset folder `out`."""
+    spec = json.loads(shard)
+    with tempfile.TemporaryDirectory() as tmp:
+        captions = Path(tmp) / "captions.jsonl"
+        captions.write_text("".join(json.dumps(r) + "\n" for r in spec["records"]))
+        return mine_dataset(
+            data, str(captions), out, config, caption_rejects=spec["rejects"], captions_name=spec["captions"]
+        )
+
+
+def merge_datasets(parts: list[Path], out: Path, config: MinerConfig) -> MiningSummary:
+    """One dataset from datasets mined apart (the pipeline's shards): media folders side by side, manifests
+    and rejects concatenated, splits assigned over the whole set (a split depends on every sample id)."""
+    started = time.perf_counter()
+    metas = [json.loads((Path(part) / "dataset.json").read_text()) for part in parts]
+    if not metas or any(meta["inputs"] != metas[0]["inputs"] for meta in metas):
+        raise ValueError(
+            f"merge needs datasets mined from the same inputs, got {[m['inputs'] for m in metas]}"
+        )
+    (out / "media").mkdir(parents=True, exist_ok=True)
+    for part in map(Path, parts):
+        if (part / "media").is_dir():
+            shutil.copytree(part / "media", out / "media", dirs_exist_ok=True)
+    manifests = [pq.read_table(Path(part) / "manifest.parquet", schema=MANIFEST) for part in parts]
+    rejects = [pq.read_table(Path(part) / "rejects.parquet", schema=REJECTS) for part in parts]
+    shard_counts = {k: sum(meta["shards"][k] for meta in metas) for k in ("total", "skipped")}
+    return _write_dataset(out, manifests, rejects, config, metas[0]["inputs"], shard_counts, started)
+
+
+def _write_dataset(
     root: Path,
-    num_shards: int,
-    skipped: int,
-    crashed: list[dict],
+    manifests: list[pa.Table],
+    rejects: list[pa.Table],
     config: MinerConfig,
-    videos: str,
-    captions: str,
-    seconds: float,
+    inputs: dict[str, str],
+    shards: dict[str, int],
+    started: float,
 ) -> MiningSummary:
-    manifests, rejects = [], [pa.Table.from_pylist(crashed, schema=REJECTS)]
-    for index in range(num_shards):
-        manifest, rejects_path, done = _shard_paths(root, index)
-        if done.is_file():
-            manifests.append(pq.read_table(manifest, schema=MANIFEST))
-            rejects.append(pq.read_table(rejects_path, schema=REJECTS))
+    """The dataset's top level: manifest with splits and rejects (both sorted by sample id), dataset.json."""
     table = pa.concat_tables(manifests) if manifests else MANIFEST.empty_table()
     table = table.sort_by("sample_id")
     splits = assign_splits(table.column("sample_id").to_pylist(), config.val_fraction, config.test_fraction)
@@ -209,11 +292,11 @@ def _merge(
         stages[stage] = stages.get(stage, 0) + 1
     split_counts = {s: splits.count(s) for s in ("train", "val", "test")}
     meta = {
-        "inputs": {"videos": str(videos), "captions": str(captions)},
+        "inputs": inputs,
         "config": config.to_dict(),
         "counts": {"samples": table.num_rows, "rejected": rejected.num_rows, "splits": split_counts},
         "rejects_by_stage": stages,
-        "shards": {"total": num_shards, "skipped": skipped},
+        "shards": shards,
     }
     dataset_json = root / "dataset.json"
     dataset_json.write_text(json.dumps(meta, indent=2))
@@ -224,9 +307,9 @@ def _merge(
         dataset_json,
         table.num_rows,
         rejected.num_rows,
-        num_shards,
-        skipped,
-        seconds,
+        shards["total"],
+        shards["skipped"],
+        time.perf_counter() - started,
     )
 
 
