@@ -22,36 +22,19 @@ def promote(
     model is published as version N of `serving_repository` (a folder or s3:// prefix; "" publishes nothing).
     Fail: alias `challenger`; nothing served changes. Returns "pass" or "fail".
     """
-    import shutil
-    import tempfile
     from pathlib import Path
 
     import mlflow
 
+    from components.promote.gate import exported_publisher
     from components.promote.gate import promote as apply_gate
     from components.promote.policy import load_policy
-    from components.storage import is_s3, upload
 
-    exported = Path(repository.path)
     triton_name = repository.metadata.get("model_name", "video_alchemist")
     exported_version = str(int(repository.metadata.get("version", 1)))  # artifact metadata numbers are floats
-
-    def publish(model_uri: str) -> None:
-        version = model_uri.rsplit("/", 1)[-1]
-        with tempfile.TemporaryDirectory() as tmp:
-            staged = Path(tmp) / triton_name
-            shutil.copytree(exported / triton_name / exported_version, staged / version)
-            for name in ("config.pbtxt", "README.md"):
-                shutil.copy2(exported / triton_name / name, staged / name)
-            if is_s3(serving_repository):
-                upload(staged, f"{serving_repository.rstrip('/')}/{triton_name}")
-            else:
-                shutil.copytree(staged, Path(serving_repository) / triton_name, dirs_exist_ok=True)
-        print(f"published {model_uri} as {serving_repository}/{triton_name}/{version}")
-
-    if (
-        tracking_uri
-    ):  # the registry lives in the same store; never inherit a registry URI from the environment
+    publish = exported_publisher(Path(repository.path), triton_name, exported_version, serving_repository)
+    if tracking_uri:
+        # the registry lives in the same store; never inherit a registry URI from the environment
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
     decision = apply_gate(

@@ -24,10 +24,14 @@ the policy allows it.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from components.promote.policy import GatePolicy
+from components.storage import is_s3, upload
 
 CHAMPION, PREVIOUS, CHALLENGER = "champion", "previous-champion", "challenger"
 METRIC_PREFIX = "eval/"
@@ -435,3 +439,26 @@ def promote(
         client.log_text(run_id, decision.markdown(), "promotion/summary.md")
         actions.append("recorded decision on the run")
     return decision
+
+
+def exported_publisher(
+    exported: Path, triton_name: str, exported_version: str, serving_repository: str
+) -> Publish:
+    """Publish an exported candidate (version `exported_version` of `exported`) as the registry version's
+    number in `serving_repository` (a folder or s3:// prefix), with its config.pbtxt and model card, so
+    the served version number is the registry's."""
+
+    def publish(model_uri: str) -> None:
+        version = model_uri.rsplit("/", 1)[-1]
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / triton_name
+            shutil.copytree(exported / triton_name / exported_version, staged / version)
+            for name in ("config.pbtxt", "README.md"):
+                shutil.copy2(exported / triton_name / name, staged / name)
+            if is_s3(serving_repository):
+                upload(staged, f"{serving_repository.rstrip('/')}/{triton_name}")
+            else:
+                shutil.copytree(staged, Path(serving_repository) / triton_name, dirs_exist_ok=True)
+        print(f"published {model_uri} as {serving_repository}/{triton_name}/{version}")
+
+    return publish

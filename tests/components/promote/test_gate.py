@@ -181,6 +181,32 @@ def test_pass_publishes_the_checkpoint_into_a_triton_repository(mlflow_store: st
     assert promote(run.info.run_id, "served", POLICY, publish=publish).actions == []
 
 
+def test_pass_publishes_the_exported_candidate_under_the_registry_version(mlflow_store: str, tmp_path: Path):
+    import mlflow
+
+    from components.export import export_model_repository
+    from components.promote.gate import exported_publisher
+    from model.alchemist import VideoAlchemist
+    from model.config import preset
+
+    VideoAlchemist(preset("tiny")).save_pretrained(tmp_path / "ckpt")
+    export_model_repository(tmp_path / "ckpt", tmp_path / "exported", version=3)
+    with mlflow.start_run(experiment_id=mlflow_store) as run:
+        mlflow.log_artifacts(str(tmp_path / "ckpt"), "checkpoint")
+        mlflow.log_metrics({"eval/subject/subj_s": 0.6, "eval/subject/text_s": 0.3})
+        mlflow.set_tags({"evaluator.random_weights": "", "data.rev": "c" * 32 + ".dir"})
+    serving = tmp_path / "serving"
+    publish = exported_publisher(tmp_path / "exported", "video_alchemist", "3", str(serving))
+    decision = promote(run.info.run_id, "served", POLICY, publish=publish)
+    served = serving / "video_alchemist"
+    assert decision.version == "1"
+    assert sorted(p.name for p in served.iterdir()) == sorted(["README.md", "config.pbtxt", decision.version])
+    exported = tmp_path / "exported" / "video_alchemist" / "3" / "checkpoint" / "model.safetensors"
+    assert (
+        served / decision.version / "checkpoint" / "model.safetensors"
+    ).read_bytes() == exported.read_bytes()
+
+
 def test_version_carries_description_and_tags(mlflow_store: str):
     import mlflow
 
