@@ -107,8 +107,9 @@ class ServingLimits:
 
 
 @dataclass
-class GenerationRequest:
-    """One validated request, in the types `Generator.generate` takes."""
+class ValidatedRequest:
+    """One request that passed every check, in the types `Generator.generate` takes (the model's own
+    `GenerationRequest` holds only what may differ between requests that share one batched solve)."""
 
     prompt: str
     references: dict[str, list[np.ndarray]]
@@ -189,7 +190,7 @@ def _text(item: bytes | str, name: str) -> str:
         raise InvalidRequestError(f"{name} is not valid UTF-8 ({exc})") from exc
 
 
-def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -> GenerationRequest:
+def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -> ValidatedRequest:
     """Validate raw input tensors (name -> array with batch dim, None when absent) into a request."""
     check_tensors(inputs)
     prompt_array = _row(inputs, PROMPT)
@@ -225,7 +226,7 @@ def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -
         raise InvalidRequestError(f"{GUIDANCE}={guidance} must be a finite number")
     _in_range(GUIDANCE, guidance, 0.0, limits.max_guidance)
     _in_range(SEED, seed, 0, 2**63 - 1)
-    return GenerationRequest(prompt, references, background, frames, height, width, steps, guidance, seed)
+    return ValidatedRequest(prompt, references, background, frames, height, width, steps, guidance, seed)
 
 
 def _parse_references(

@@ -66,7 +66,7 @@ class TritonPythonModel:
             arrays[name] = None if tensor is None else tensor.as_numpy()
         return arrays
 
-    def _generate_group(self, group: list[P.GenerationRequest]) -> list[np.ndarray]:
+    def _generate_group(self, group: list[P.ValidatedRequest]) -> list[np.ndarray]:
         """One batched sampler call for requests that share size, steps and guidance."""
         from model.generator import GenerationRequest
 
@@ -102,7 +102,7 @@ class TritonPythonModel:
         A group whose batched call fails is retried request by request, so one bad request cannot
         fail its neighbours."""
         responses: list = [None] * len(requests)
-        groups: dict[tuple, list[tuple[int, P.GenerationRequest]]] = {}
+        groups: dict[tuple, list[tuple[int, P.ValidatedRequest]]] = {}
         for index, request in enumerate(requests):
             try:
                 parsed = P.parse_request(self._inputs(request), self.limits)
