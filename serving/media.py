@@ -9,7 +9,10 @@ from PIL import Image
 
 
 def encode_mp4(video: np.ndarray, fps: int = 8) -> bytes:
-    """uint8 [T, H, W, 3] -> H.264 MP4 bytes (yuv420p, so players everywhere open it)."""
+    """uint8 [T, H, W, 3] -> H.264 MP4 bytes (yuv420p, so players everywhere open it).
+
+    A small copy of `components/media.write_mp4` kept on purpose: the client SDK and the exported
+    version (which carries only `model/` and `serving/`) must run without `components/`."""
     import av
 
     if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
