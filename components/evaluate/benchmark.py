@@ -16,8 +16,11 @@ import ast
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from components.manifest import read_manifest
 
 MODES = ("face", "subject", "subject_multi_image", "multi_subject", "foreground_background")
 GT_FRAME_FRACTIONS = (0.05, 0.50, 0.95)
@@ -188,36 +191,22 @@ def _apply_lists(
 
 def load_manifest(root: str | Path, split: str = "test") -> Benchmark:
     """A mined dataset folder (`manifest.parquet`, paths relative to it); samples of `split` only."""
-    import pandas as pd
-
     root = Path(root)
-    manifest = root / "manifest.parquet"
-    if not manifest.is_file():
-        raise BenchmarkError(f"{str(root)!r} has no manifest.parquet")
-    df = pd.read_parquet(manifest)
-    missing = {"sample_id", "split", "caption", "video_path", "entities"} - set(df.columns)
-    if missing:
-        raise BenchmarkError(f"{str(manifest)!r} lacks columns {sorted(missing)}")
-    rows = df[df["split"] == split]
-    if rows.empty:
-        raise BenchmarkError(
-            f"{str(manifest)!r} has no rows with split={split!r} (splits: {sorted(df['split'].unique())})"
-        )
     samples: list[BenchmarkSample] = []
-    for row in rows.itertuples(index=False):
-        entities = list(row.entities)
+    for row in read_manifest(root, split):
+        entities = list(row["entities"])
         refs = {
             e["word"]: [root / p for p in e["reference_paths"]]
             for e in entities
-            if e["kind"] in ("subject", "object") and len(e["reference_paths"]) > 0
+            if e["kind"] in ("subject", "object") and e["reference_paths"]
         }
-        background = getattr(row, "background_path", None)
+        background = row.get("background_path")
         common = dict(
-            sample_id=str(row.sample_id),
-            prompt=str(row.caption),
+            sample_id=str(row["sample_id"]),
+            prompt=str(row["caption"]),
             references=refs,
-            gt_video=root / row.video_path,
-            source=str(getattr(row, "source", "") or "") or None,
+            gt_video=root / row["video_path"],
+            source=str(row.get("source") or "") or None,
             source_frames=_clip_indices(row),
             background=root / background if isinstance(background, str) and background else None,
         )
@@ -238,9 +227,9 @@ def load_manifest(root: str | Path, split: str = "test") -> Benchmark:
     return Benchmark(root.name, root, "manifest", samples)
 
 
-def _clip_indices(row: object) -> tuple[int, ...] | None:
+def _clip_indices(row: dict[str, Any]) -> tuple[int, ...] | None:
     """Source-frame indices of a mined clip: `num_frames` evenly strided frames in [clip_start, clip_end)."""
-    start, end, count = (getattr(row, k, None) for k in ("clip_start", "clip_end", "num_frames"))
+    start, end, count = (row.get(k) for k in ("clip_start", "clip_end", "num_frames"))
     if start is None or end is None or not count:
         return None
     return tuple(int(round(x)) for x in np.linspace(int(start), int(end) - 1, int(count)))

@@ -16,8 +16,8 @@ import numpy as np
 from components.evaluate.benchmark import MODES, Benchmark
 from components.evaluate.preprocess import alpha_to_white
 from components.evaluate.runner import EvaluationResult, VideoInput, load_video_input
-from components.evaluate.video_io import read_image, read_video
-from components.media import write_gif
+from components.evaluate.video_io import read_image
+from components.media import read_video, write_gif
 
 METRIC_NAMES = {
     "text_s": "Text-S",
@@ -102,8 +102,8 @@ def _tiles(
         gif = write_gif(frames, out / "gifs" / f"{name}.generated.gif", fps)
         tiles = [_figure(str(gif.relative_to(out)), "generated")]
         if sample.gt_video is not None and sample.gt_video.is_file():
-            gt, gt_fps = read_video(sample.gt_video, max_frames=64)
-            gif = write_gif(gt[:: max(1, round(gt_fps / 8))], out / "gifs" / f"{name}.gt.gif")
+            gt = read_video(sample.gt_video, max_frames=64)
+            gif = write_gif(gt.frames[:: max(1, round(gt.fps / 8))], out / "gifs" / f"{name}.gt.gif")
             tiles.append(_figure(str(gif.relative_to(out)), "ground truth"))
         i = 0
         for word, paths in sample.conditioning.items():

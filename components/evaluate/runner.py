@@ -31,7 +31,8 @@ from components.evaluate.toyworld import (
     score_sample,
     toy_truth_for_benchmark,
 )
-from components.evaluate.video_io import read_frames_at, read_image, read_video, sha256_array, sha256_file
+from components.evaluate.video_io import read_image, sha256_array, sha256_file
+from components.media import read_video
 
 VideoInput = str | Path | np.ndarray | tuple[np.ndarray, float]
 SUBJECTS_CACHE_VERSION = (
@@ -86,7 +87,8 @@ def load_video_input(
     elif isinstance(video, np.ndarray):
         frames, fps, sha = video, default_fps, sha256_array(video)
     else:
-        frames, fps = read_video(video)
+        decoded = read_video(video)
+        frames, fps = decoded.frames, decoded.fps
         sha = sha256_file(video)
         fps = fps or default_fps
     if num_frames is not None:
@@ -129,7 +131,7 @@ class _Scorer:
             frames = lambda: np.stack([read_image(p)[..., :3] for p in sample.gt_frames])  # noqa: E731
         elif sample.gt_video is not None:
             sha = f"{sha256_file(sample.gt_video)}:{GT_FRAME_FRACTIONS}"
-            frames = lambda: read_frames_at(sample.gt_video, GT_FRAME_FRACTIONS)  # noqa: E731
+            frames = lambda: read_video(sample.gt_video, at=GT_FRAME_FRACTIONS).frames  # noqa: E731
         else:
             raise EvaluationError(
                 f"sample {sample.key} has neither ground-truth frames nor a ground-truth video"

@@ -1,4 +1,4 @@
-"""Reading, writing and fingerprinting videos and images as uint8 numpy arrays."""
+"""Reading benchmark images and fingerprinting files and arrays (videos decode through components/media.py)."""
 
 from __future__ import annotations
 
@@ -7,33 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-
-def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """All (or the first `max_frames`) frames as uint8 [T, H, W, 3] and the stream's guessed frame rate."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video {str(path)!r} does not exist")
-    frames = []
-    with av.open(str(path), metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        fps = float(stream.guessed_rate or stream.average_rate or 0.0)
-        for frame in container.decode(video=0):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    if not frames:
-        raise ValueError(f"video {str(path)!r} has no decodable frames")
-    return np.stack(frames), fps
-
-
-def read_frames_at(path: str | Path, fractions: tuple[float, ...]) -> np.ndarray:
-    """Frames at fractions of the clip's length (the benchmark's ground-truth frames are at 5%, 50%, 95%)."""
-    frames, _ = read_video(path)
-    idx = [min(len(frames) - 1, int(f * len(frames))) for f in fractions]
-    return frames[idx]
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -9,19 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from components.media import write_mp4
+from components.media import read_video, write_mp4
 
 CLIPS = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "clips"
 
 
 def _clip(name: str, frames: int = 8, step: int = 6, size: tuple[int, int] = (64, 36)):
     """Frames of a real clip, every `step`-th, downscaled for speed (skips when the clips are absent)."""
-    from components.evaluate.video_io import read_video
-
     path = CLIPS / name
     if not path.is_file():
         pytest.skip(f"real clips not found at {CLIPS}")
-    video, _ = read_video(path, max_frames=frames * step)
+    video = read_video(path, max_frames=frames * step).frames
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in video[::step]])
 
 

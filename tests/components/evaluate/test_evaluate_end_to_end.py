@@ -15,6 +15,7 @@ from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
 from components.evaluate.report import log_to_mlflow, write_report
 from components.evaluate.runner import EvaluationError, evaluate_videos
 from components.evaluate.toyworld import ToyGroundTruth
+from components.manifest import ManifestError
 from components.media import write_mp4
 
 
@@ -87,7 +88,7 @@ def test_manifest_layout(tmp_path: Path, dog_frames: np.ndarray):
         "subject/a",
         "subject_multi_image/a",
     ]
-    with pytest.raises(BenchmarkError, match="split='val'"):
+    with pytest.raises(ManifestError, match="no rows for split='val'"):
         load_benchmark(tmp_path, split="val")
 
 

@@ -80,12 +80,12 @@ def test_edge_cases_are_explicit():
 def test_embedded_dataset_ground_truth_scores_its_own_clip_above_another(tmp_path):
     from components.embedded import generate_embedded_dataset
     from components.evaluate.toyworld import load_toy_ground_truth
-    from components.evaluate.video_io import read_video
+    from components.media import read_video
 
     generate_embedded_dataset(tmp_path, samples=2, seed=0, progress=False)
     truth = load_toy_ground_truth(tmp_path, "emb-00000")
-    own, _ = read_video(tmp_path / "videos" / "emb-00000.mp4")
-    other, _ = read_video(tmp_path / "videos" / "emb-00001.mp4")
+    own = read_video(tmp_path / "videos" / "emb-00000.mp4").frames
+    other = read_video(tmp_path / "videos" / "emb-00001.mp4").frames
     mine = score_sample(own, truth.masks, truth.references)
     theirs = score_sample(other, truth.masks, truth.references)
     assert mine.binding_accuracy == 1.0 and min(mine.reference_fidelity.values()) > 0.8
