@@ -1,8 +1,13 @@
 """Serving benchmark: the real tritonserver against an in-process `Generator.generate` of the same request.
 
-Prints, for one preset on this machine: the in-process latency, the served latency at concurrency 1
-and their ratio (goal: server overhead under 10%), then throughput and p50/p99 latency for several
-concurrent clients. Runs NVIDIA's perf_analyzer too when it is on PATH.
+Prints, for one preset on this machine and for each protocol: the in-process latency, the served
+latency at concurrency 1 and their ratio (goal: server overhead under 5%), where the served time goes
+by Triton's own per-request statistics (queue, model, and the rest: wire, HTTP/gRPC front end and
+client), then throughput and p50/p99 latency for several concurrent clients. Runs NVIDIA's
+perf_analyzer too when it is on PATH.
+
+In-process and served calls of one seed run back to back, round after round, so that load from other
+processes on a shared host hits them alike; the ratio is the median of the per-round ratios.
 
     .venv/bin/python benchmarks/serving.py --preset small --steps 10
 """
@@ -24,9 +29,11 @@ import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+import tritonclient.http
 
 from components.export import export_model_repository
 from model.alchemist import VideoAlchemist
@@ -37,6 +44,7 @@ from serving.launcher import LocalTritonServer, ServerConfig
 from serving.media import encode_png
 
 PROMPT = "a dog and a man walk on a beach"
+MODEL = "video_alchemist"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -57,23 +65,66 @@ def device_name(device: str) -> str:
     return f"CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def paired_latencies(generator: Generator, client: AlchemistClient, refs, steps: int, n: int):
-    """In-process, served (frames) and served (frames + MP4) latency of the same request, interleaved so
-    that load from other processes on a shared host hits all three alike."""
+@dataclass
+class ServedCall:
+    """One served request: the client's wall time and the server's own account of it."""
+
+    latency_s: float
+    queue_s: float  # in Triton's scheduler (the dynamic batcher's wait)
+    model_s: float  # in the backend's `execute`: parsing, generation, MP4
+    rest_s: float  # everything else: wire, HTTP/gRPC front end, tensor (de)serialization, client
+
+
+def server_totals(stats: tritonclient.http.InferenceServerClient) -> dict[str, float]:
+    """Cumulative seconds Triton's statistics extension reports for the model (success = whole request)."""
+    model = stats.get_inference_statistics(MODEL)["model_stats"][0]["inference_stats"]
+    return {key: int(model[key].get("ns", 0)) / 1e9 for key in ("queue", "compute_infer", "success")}
+
+
+def served_call(client: AlchemistClient, stats, encoded, steps: int, seed: int, with_mp4: bool) -> ServedCall:
+    before = server_totals(stats)
+    latency = client.generate_video(
+        PROMPT, references=encoded, steps=steps, seed=seed, with_mp4=with_mp4
+    ).latency_s
+    after = server_totals(stats)
+    spent = {key: after[key] - before[key] for key in after}
+    return ServedCall(latency, spent["queue"], spent["compute_infer"], latency - spent["success"])
+
+
+def paired_rounds(generator: Generator, clients: dict[str, AlchemistClient], stats, refs, steps: int, n: int):
+    """Per round (one seed): the in-process latency, then each protocol's served call for frames and for
+    frames + MP4, back to back, so that load from other processes on a shared host hits them alike."""
+    # Files as an application would upload them; the server decodes them inside the measured time.
     encoded = {word: [encode_png(image) for image in images] for word, images in refs.items()}
-    base, served, served_mp4 = [], [], []
+    base: list[float] = []
+    served: dict[tuple[str, bool], list[ServedCall]] = {
+        (protocol, mp4): [] for protocol in clients for mp4 in (False, True)
+    }
     for seed in range(n):
         start = time.perf_counter()
         generator.generate(PROMPT, refs, steps=steps, seed=seed)
         base.append(time.perf_counter() - start)
-        # Files as an application would upload them; the server decodes them inside the measured time.
-        served.append(
-            client.generate_video(
-                PROMPT, references=encoded, steps=steps, seed=seed, with_mp4=False
-            ).latency_s
+        for (protocol, mp4), calls in served.items():
+            calls.append(served_call(clients[protocol], stats, encoded, steps, seed, mp4))
+    return base, served
+
+
+def report(base: list[float], served: dict[tuple[str, bool], list[ServedCall]]) -> None:
+    """Medians: latency, the per-round served/in-process ratio, and where each served millisecond went."""
+    ms = 1e3
+    print(f"in-process p50 {statistics.median(base) * ms:.1f} ms over {len(base)} rounds")
+    for (protocol, mp4), calls in served.items():
+        ratio = statistics.median(call.latency_s / b for call, b in zip(calls, base))
+        median = {
+            name: statistics.median(getattr(call, name) for call in calls) * ms
+            for name in ("latency_s", "queue_s", "model_s", "rest_s")
+        }
+        what = "frames + MP4" if mp4 else "frames"
+        print(
+            f"{protocol:>4} {what:<12} p50 {median['latency_s']:.1f} ms | served/in-process {ratio:.3f} "
+            f"(overhead {100 * (ratio - 1):+.1f}%, goal < +5%) | Triton queue {median['queue_s']:.1f} ms, "
+            f"model {median['model_s']:.1f} ms, wire + front end + client {median['rest_s']:.1f} ms"
         )
-        served_mp4.append(client.generate_video(PROMPT, references=encoded, steps=steps, seed=seed).latency_s)
-    return base, served, served_mp4
 
 
 def served_run(
@@ -104,7 +155,7 @@ def run_perf_analyzer(url: str, protocol: str, work: Path) -> None:
         return
     data = work / "perf_input.json"
     data.write_text(json.dumps({"data": [{"PROMPT": [PROMPT], "STEPS": [2]}]}))
-    command = [binary, "-m", "video_alchemist", "-u", url, "-i", protocol, "--input-data", str(data)]
+    command = [binary, "-m", MODEL, "-u", url, "-i", protocol, "--input-data", str(data)]
     command += ["--concurrency-range", "1:4"]
     print("$", " ".join(command))
     subprocess.run(command, check=False)
@@ -119,15 +170,20 @@ def main() -> None:
         "--checkpoint", type=Path, help="serve this checkpoint instead of a random-weight preset"
     )
     parser.add_argument("--steps", type=int, default=10, help="sampler steps per generation")
-    parser.add_argument("--requests", type=int, default=8, help="requests per concurrency level")
+    parser.add_argument(
+        "--requests", type=int, default=8, help="interleaved rounds, and requests per concurrency level"
+    )
     parser.add_argument("--concurrency", default="1,2,4", help="comma-separated client counts")
-    parser.add_argument("--protocol", default="grpc", choices=("http", "grpc"))
+    parser.add_argument("--protocols", default="http,grpc", help="comma-separated: http, grpc")
     parser.add_argument("--instances", type=int, default=1, help="model instances in the server")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where both sides run")
     parser.add_argument(
         "--threads", type=int, help="torch threads, in-process and in the server (OMP_NUM_THREADS)"
     )
     args = parser.parse_args()
+    protocols = args.protocols.split(",")
+    if unknown := sorted(set(protocols) - {"http", "grpc"}):
+        parser.error(f"--protocols {args.protocols}: unknown {', '.join(unknown)}; expected http and/or grpc")
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by tritonserver and its Python stub
         torch.set_num_threads(args.threads)
@@ -148,33 +204,32 @@ def main() -> None:
         print(
             f"device: {device_name(args.device)}; preset {cfg.name}; "
             f"{cfg.video.frames}x{cfg.video.height}x{cfg.video.width}; {args.steps} steps; 2 entities; "
-            f"protocol {args.protocol}; {args.instances} instance(s)"
+            f"protocols {', '.join(protocols)}; {args.instances} instance(s)"
         )
         config = ServerConfig(work / "repository", http_port=None, grpc_port=None, metrics_port=None)
         with LocalTritonServer(config) as server:
-            url = server.grpc_url if args.protocol == "grpc" else server.http_url
-            with AlchemistClient(url, args.protocol) as client:
-                paired_latencies(generator, client, refs, args.steps, 2)  # warm-up
-                base, served, served_mp4 = paired_latencies(
-                    generator, client, refs, args.steps, args.requests
-                )
-            p50 = {
-                name: statistics.median(v) for name, v in (("in", base), ("out", served), ("mp4", served_mp4))
-            }
-            ratio = p50["out"] / p50["in"]
-            print(
-                f"in-process p50 {p50['in'] * 1e3:.1f} ms | served p50 {p50['out'] * 1e3:.1f} ms | "
-                f"served/in-process {ratio:.3f} (overhead {100 * (ratio - 1):+.1f}%, goal < +10%) | "
-                f"served with MP4 p50 {p50['mp4'] * 1e3:.1f} ms ({p50['mp4'] / p50['in']:.3f})"
-            )
-            print(f"{'clients':>7} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9}")
-            for concurrency in [int(c) for c in args.concurrency.split(",")]:
-                wall, latencies = served_run(url, args.protocol, refs, args.steps, concurrency, args.requests)
-                print(
-                    f"{concurrency:>7} {len(latencies) / wall:>8.2f} {percentile(latencies, 50) * 1e3:>9.1f} "
-                    f"{percentile(latencies, 99) * 1e3:>9.1f}"
-                )
-            run_perf_analyzer(url, args.protocol, work)
+            urls = {"http": server.http_url, "grpc": server.grpc_url}
+            clients = {protocol: AlchemistClient(urls[protocol], protocol) for protocol in protocols}
+            stats = tritonclient.http.InferenceServerClient(server.http_url)
+            try:
+                paired_rounds(generator, clients, stats, refs, args.steps, 2)  # warm-up
+                report(*paired_rounds(generator, clients, stats, refs, args.steps, args.requests))
+            finally:
+                for client in clients.values():
+                    client.close()
+                stats.close()
+            print(f"{'protocol':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9}")
+            for protocol in protocols:
+                for concurrency in [int(c) for c in args.concurrency.split(",")]:
+                    wall, latencies = served_run(
+                        urls[protocol], protocol, refs, args.steps, concurrency, args.requests
+                    )
+                    print(
+                        f"{protocol:>8} {concurrency:>7} {len(latencies) / wall:>8.2f} "
+                        f"{percentile(latencies, 50) * 1e3:>9.1f} {percentile(latencies, 99) * 1e3:>9.1f}"
+                    )
+            for protocol in protocols:
+                run_perf_analyzer(urls[protocol], protocol, work)
 
 
 if __name__ == "__main__":
