@@ -49,6 +49,41 @@ def load_sam(uri: str, device: str) -> tuple[Any, Path]:
     return SamModel.from_pretrained(folder).eval().to(device), folder
 
 
+def random_grounding(seed: int, vocab_size: int = 1030) -> Any:
+    """A tiny GroundingDINO (Swin + BERT) of seeded random weights, for runs and tests without weights."""
+    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
+
+    backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7,
+                          out_features=["stage2", "stage3", "stage4"])  # fmt: skip
+    text = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64)  # fmt: skip
+    config = GroundingDinoConfig(
+        backbone_config=backbone, text_config=text, num_queries=30, encoder_layers=1, decoder_layers=2,
+        d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
+        decoder_attention_heads=2, num_feature_levels=3, encoder_n_points=2, decoder_n_points=2,
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return GroundingDinoForObjectDetection(config).eval()
+
+
+def random_sam(seed: int) -> Any:
+    """A tiny SAM (64 px input) of seeded random weights, for runs and tests without weights."""
+    from transformers import SamConfig, SamModel
+
+    config = SamConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=64,
+                           patch_size=16, output_channels=16, window_size=2, global_attn_indexes=[1],
+                           mlp_dim=64, num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
+                                 iou_head_hidden_dim=16),
+    )  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return SamModel(config).eval()
+
+
 def _word_mask(prompt: list[int], word: list[int], length: int) -> torch.Tensor:
     """Where the word's tokens sit in the prompt (every occurrence), padded to the text length."""
     mask = [False] * len(prompt)

@@ -23,7 +23,13 @@ from components.evaluate.faces import FaceDetector, extend_face_box, make_face_d
 from components.evaluate.metrics import box_mask_consistent
 from components.evaluate.text import clip_normalize
 from components.evaluate.weights import config_fingerprint, folder_fingerprint
-from components.grounded_segmenter import GroundedSegmenter, load_grounding, load_sam
+from components.grounded_segmenter import (
+    GroundedSegmenter,
+    load_grounding,
+    load_sam,
+    random_grounding,
+    random_sam,
+)
 from components.storage import materialize
 
 EVALUATOR_NAMES = ("clip", "dino", "grounding_dino", "sam", "arcface")
@@ -171,94 +177,28 @@ class DinoEmbedder:
 
 
 def grounded_segmenter(config: EvaluatorConfig, device: str) -> GroundedSegmenter:
-    """The shared segmenter under the protocol's thresholds, random tiny models for unset weights."""
-    from transformers import (
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        SamConfig,
-        SamModel,
-        SwinConfig,
-    )
-
+    """The shared segmenter under the protocol's thresholds, seeded random tiny models for unset weights."""
     short, max_side = config.grounding_short_side, config.grounding_max_side
     if config.grounding_dino:
         grounding, tokenizer, folder = load_grounding(config.grounding_dino, device)
         gid = folder_fingerprint(folder)
     else:
-        backbone = SwinConfig(
-            embed_dim=16,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 2, 2],
-            window_size=7,
-            out_features=["stage2", "stage3", "stage4"],
-        )
-        text = BertConfig(
-            vocab_size=1030,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-        gconf = GroundingDinoConfig(
-            backbone_config=backbone,
-            text_config=text,
-            num_queries=30,
-            encoder_layers=1,
-            decoder_layers=2,
-            d_model=32,
-            encoder_ffn_dim=64,
-            decoder_ffn_dim=64,
-            encoder_attention_heads=2,
-            decoder_attention_heads=2,
-            num_feature_levels=3,
-            encoder_n_points=2,
-            decoder_n_points=2,
-        )
-        grounding = _seeded(config.seed, lambda: GroundingDinoForObjectDetection(gconf)).eval().to(device)
+        grounding = random_grounding(config.seed).to(device)
         # BERT's ids for [CLS], [SEP], '.' and '?' keep GroundingDINO's phrase masking meaningful
         tokenizer = ByteTokenizer(bos=101, eos=102, offset=110, special={ord("."): 1012, ord("?"): 1029})
-        gid = f"random:{config.seed}:{config_fingerprint(gconf.to_dict())}"
+        gid = f"random:{config.seed}:{config_fingerprint(grounding.config.to_dict())}"
         short, max_side = config.random_grounding_short_side, 2 * config.random_grounding_short_side
     if config.sam:
         sam, folder = load_sam(config.sam, device)
         sid = folder_fingerprint(folder)
     else:
-        sconf = SamConfig(
-            vision_config=dict(
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=64,
-                patch_size=16,
-                output_channels=16,
-                window_size=2,
-                global_attn_indexes=[1],
-                mlp_dim=64,
-                num_pos_feats=8,
-            ),
-            prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4),
-            mask_decoder_config=dict(
-                hidden_size=16,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_dim=32,
-                iou_head_hidden_dim=16,
-            ),
-        )
-        sam = _seeded(config.seed, lambda: SamModel(sconf)).eval().to(device)
-        sid = f"random:{config.seed}:{config_fingerprint(sconf.to_dict())}"
+        sam = random_sam(config.seed).to(device)
+        sid = f"random:{config.seed}:{config_fingerprint(sam.config.to_dict())}"
     thresholds = f"{config.box_threshold}:{config.mask_threshold}:{config.grounding_short_side}"
     thresholds += f":{config.grounding_max_side}:{config.random_grounding_short_side}"
+    model_id = f"grounded_sam:{gid}:{sid}:{thresholds}"
     return GroundedSegmenter(
-        grounding,
-        tokenizer,
-        sam,
-        config.box_threshold,
-        config.mask_threshold,
-        short,
-        max_side,
-        model_id=f"grounded_sam:{gid}:{sid}:{thresholds}",
+        grounding, tokenizer, sam, config.box_threshold, config.mask_threshold, short, max_side, model_id
     )
 
 
