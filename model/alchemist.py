@@ -14,6 +14,7 @@ from torch import nn
 
 from model.batch import EncodedBatch, EncodedConditioning, EntityReference, TrainingBatch
 from model.binding import EntityBinder, EntityTokens, find_word_span, token_span
+from model.blocks import fused_projections
 from model.config import CONFIG_FILE, AlchemistConfig, checkpoint_meta
 from model.dit import Conditioning, VideoDiT
 from model.encoders.frozen import UnloadedEncoder
@@ -310,7 +311,7 @@ class VideoAlchemist(nn.Module):
             built = with_local_paths(config, locate) if load_encoders else with_image_path(config, locate)
         model = cls(built, load_encoders)
         model.config = config  # keep the portable locations, so a re-save stays loadable elsewhere
-        state = load_file(str(directory / WEIGHTS_FILE), device=str(map_location))
+        state = fused_projections(load_file(str(directory / WEIGHTS_FILE), device=str(map_location)))
         expected = model.saved_state()
         missing = sorted(set(expected) - set(state))
         unexpected = sorted(set(state) - set(expected))

@@ -25,6 +25,7 @@ from safetensors import safe_open
 
 from model.alchemist import write_checkpoint
 from model.binding import EntityBinder
+from model.blocks import fused_projections
 from model.config import UNSET, AlchemistConfig, DiTConfig, ImageEncoderConfig, wan21_t2v
 from model.dit import VideoDiT
 from model.encoders.image import ImageEncoder
@@ -74,7 +75,8 @@ TOP_NAMES = {
 
 
 def module_map(depth: int, layout: str) -> dict[str, str]:
-    """Wan module (or bare parameter) name -> ours; a module maps its `.weight` and `.bias`."""
+    """Wan module (or bare parameter) name -> ours; a module maps its `.weight` and `.bias`. The q/k/v
+    projections map to separate names first, which `map_state` concatenates into our fused projections."""
     attn1, attn2, norm, ffn_in, ffn_out, projections, table = BLOCK_NAMES[layout]
     names = dict(TOP_NAMES[layout])
     for i in range(depth):
@@ -182,8 +184,11 @@ def wan_tensors(folder: Path) -> Iterator[tuple[str, torch.Tensor]]:
 def map_state(
     tensors: Iterator[tuple[str, torch.Tensor]], modules: dict[str, str], expected: dict[str, torch.Size]
 ) -> dict[str, torch.Tensor]:
-    """Rename every Wan tensor to ours, strictly: an unmapped or mis-shaped tensor fails the import."""
-    state: dict[str, torch.Tensor] = {}
+    """Rename every Wan tensor to ours, strictly: an unmapped or mis-shaped tensor fails the import.
+
+    Wan's separate q/k/v projections are concatenated into our fused ones (`to_qkv`, `to_kv`)."""
+    renamed: dict[str, torch.Tensor] = {}
+    origin: dict[str, str] = {}  # our (separate) name -> Wan's, for the error message
     unmapped, wrong_shape = [], []
     for key, tensor in tensors:
         module, _, leaf = key.rpartition(".")
@@ -194,8 +199,22 @@ def map_state(
         else:
             unmapped.append(key)
             continue
+        renamed[ours], origin[ours] = tensor, key
+    fused = fused_projections(renamed)
+
+    def wan_names(ours: str) -> str:
+        if ours in origin:
+            return origin[ours]
+        attention, leaf = ours.split(".to_")[0], ours.rpartition(".")[2]
+        parts = [
+            k for k in renamed if k not in fused and k.startswith(f"{attention}.to_") and k.endswith(leaf)
+        ]
+        return " + ".join(origin[k] for k in parts)
+
+    state: dict[str, torch.Tensor] = {}
+    for ours, tensor in fused.items():
         if ours not in expected:
-            unmapped.append(key)
+            unmapped.append(wan_names(ours))
             continue
         want = expected[ours]
         if (
@@ -203,7 +222,7 @@ def map_state(
         ):  # self-conditioning doubles our input channels; Wan's half comes first
             want = torch.Size((want[0], tensor.shape[1], *want[2:]))
         if tensor.shape != want:
-            wrong_shape.append(f"{key}: {tuple(tensor.shape)} vs ours {tuple(want)}")
+            wrong_shape.append(f"{wan_names(ours)}: {tuple(tensor.shape)} vs ours {tuple(want)}")
             continue
         state[ours] = tensor
     if unmapped or wrong_shape:

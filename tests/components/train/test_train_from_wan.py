@@ -124,7 +124,7 @@ def test_stage_2_from_wan_trains_personalization_and_lora_only(imported, mined_d
     assert set(final) == set(before)  # adapters merged: a plain checkpoint
     changed = {k for k in before if not torch.equal(before[k], final[k])}
     assert any(".ref_attn." in k for k in changed) and any(k.startswith("binder.") for k in changed)
-    assert any(".self_attn.to_q.weight" in k for k in changed)  # through its LoRA adapter
+    assert any(".self_attn.to_qkv.weight" in k for k in changed)  # through its LoRA adapter
     frozen = [k for k in before if k.startswith("dit.") and not any(
         part in k for part in (".ref_attn.", ".norm_ref.", "self_attn.to_", "text_attn.to_", ".mlp.fc")
     )]  # fmt: skip
