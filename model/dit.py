@@ -9,10 +9,11 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from model.blocks import DiTBlock, KeysValues
+from model.blocks import DiTBlock, KeysValues, modulate
 from model.config import DiTConfig
 from model.layers import FP32LayerNorm, timestep_embedding
 from model.rope import RotaryEmbedding3D, frame_position_embedding
+from model.sampler import StepCache
 
 
 @dataclass
@@ -72,9 +73,6 @@ def stack_conditioning(conditionings: list[Conditioning]) -> Conditioning:
 class VideoDiT(nn.Module):
     """Predicts the rectified-flow velocity of video latents (B, C, T, H, W)."""
 
-    _no_split_modules = ["DiTBlock"]
-    _keep_in_fp32_modules = ["time_embed", "time_modulation"]
-
     def __init__(self, config: DiTConfig, latent_channels: int, text_dim: int) -> None:
         super().__init__()
         self.config = config
@@ -94,6 +92,7 @@ class VideoDiT(nn.Module):
         self.final_norm = FP32LayerNorm(d, elementwise_affine=False, eps=config.norm_eps)
         self.final_modulation = nn.Parameter(torch.zeros(1, 2, d))
         self.head = nn.Linear(d, math.prod(patch) * latent_channels)
+        self.step_cache: StepCache | None = None  # sampling only: skip the block stack on slow steps
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -127,9 +126,8 @@ class VideoDiT(nn.Module):
         x = x.flatten(2).transpose(1, 2)  # (B, L, D)
         if self.config.frame_position:
             x = x + frame_position_embedding(grid, x.shape[-1], x.device).to(x.dtype)
-        rope = self.rope(grid, x.device)
-        emb = self.time_embed(timestep_embedding(t, self.config.time_freq_dim).to(x.dtype))  # (B, D)
-        time_modulation = self.time_modulation(emb).unflatten(1, (6, -1))  # (B, 6, D)
+        rope = self.rope(grid, x.device)  # built once per forward, shared by every block
+        emb, time_modulation = self.time_conditioning(t)
         context = cond if isinstance(cond, CrossContext) else None
         if context is None:
             text = self.text_proj(cond.text.to(x.dtype))
@@ -138,18 +136,39 @@ class VideoDiT(nn.Module):
             text_mask, reference_mask = drop_full_mask(cond.text_mask), drop_full_mask(cond.reference_mask)
         else:
             text_mask, reference_mask = context.text_mask, context.reference_mask
-        for i, block in enumerate(self.blocks):
-            if context is not None:
-                text = context.text[i]
-                reference = context.reference[i] if context.reference is not None else None
-            args = (x, time_modulation, rope, text, text_mask, reference, reference_mask)
-            if self.config.gradient_checkpointing and self.training:
-                x = checkpoint(block, *args, use_reentrant=False)
-            else:
-                x = block(*args)
+        cache = self.step_cache if context is not None and not torch.is_grad_enabled() else None
+        residual = None if cache is None else cache.reusable(self.cache_probe(x, time_modulation), context)
+        if residual is not None:
+            x = x + residual
+        else:
+            stack_input = x
+            for i, block in enumerate(self.blocks):
+                if context is not None:
+                    text = context.text[i]
+                    reference = context.reference[i] if context.reference is not None else None
+                args = (x, time_modulation, rope, text, text_mask, reference, reference_mask)
+                if self.config.gradient_checkpointing and self.training:
+                    x = checkpoint(block, *args, use_reentrant=False)
+                else:
+                    x = block(*args)
+            if cache is not None:
+                cache.store(x - stack_input)
         shift, scale = (self.final_modulation + emb[:, None]).chunk(2, dim=1)
         x = self.head(self.final_norm(x) * (1 + scale) + shift)  # (B, L, p_t*p_h*p_w*C)
         return self.unpatchify(x, grid)
+
+    def cache_probe(self, x: torch.Tensor, time_modulation: torch.Tensor) -> torch.Tensor:
+        """The first block's timestep-modulated input: what a step cache compares between steps."""
+        first = self.blocks[0]
+        shift, scale = (first.modulation + time_modulation)[:, :2].chunk(2, dim=1)
+        return modulate(first.norm_self(x), shift, scale)
+
+    def time_conditioning(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The timestep embedding (B, D) and the shared modulation table (B, 6, D), in fp32 even under bf16
+        autocast: the gates and scales of every block come from here, and bf16 would quantise them."""
+        with torch.autocast(t.device.type, enabled=False):
+            emb = self.time_embed(timestep_embedding(t, self.config.time_freq_dim).to(self.head.weight.dtype))
+            return emb, self.time_modulation(emb).unflatten(1, (6, -1))
 
     @torch.no_grad()
     def cross_context(self, cond: Conditioning) -> CrossContext:

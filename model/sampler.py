@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -41,3 +42,44 @@ def sample(
         if progress is not None:
             progress(i + 1, steps)
     return x
+
+
+class StepCache:
+    """Step skipping of the TeaCache family: a denoiser's block stack changes its input by a residual that
+    drifts slowly between neighbouring steps, so while the timestep-modulated input has moved less than
+    `threshold` (relative L1, accumulated since the last computed step), the last residual is reused.
+
+    Off unless a model is given one (`VideoDiT.step_cache`); it trades exactness for speed, and
+    `benchmarks/sampling.py --cache-threshold` measures both. A new conditioning context (a new generation)
+    or another input shape starts it afresh."""
+
+    def __init__(self, threshold: float) -> None:
+        if threshold < 0:
+            raise ValueError(f"threshold={threshold} must be >= 0")
+        self.threshold = threshold
+        self.computed = self.skipped = 0
+        self.context: weakref.ref | None = None
+        self.probe: torch.Tensor | None = None
+        self.residual: torch.Tensor | None = None
+        self.drift = 0.0
+
+    def reusable(self, probe: torch.Tensor, context: object) -> torch.Tensor | None:
+        """The cached residual if the stack may be skipped for this `probe`, else None (compute and `store`)."""
+        fresh = (
+            self.context is None
+            or self.context() is not context
+            or self.probe is None
+            or self.probe.shape != probe.shape
+        )
+        if not fresh:
+            self.drift += float((probe - self.probe).abs().mean() / self.probe.abs().mean().clamp_min(1e-12))
+        self.context, self.probe = weakref.ref(context), probe
+        if fresh or self.drift >= self.threshold:
+            self.drift = 0.0
+            self.computed += 1
+            return None
+        self.skipped += 1
+        return self.residual
+
+    def store(self, residual: torch.Tensor) -> None:
+        self.residual = residual

@@ -1,17 +1,19 @@
-"""The sampling fast paths compute what the plain paths compute: cross-attention keys and values projected once
-per generation, and the guidance passes stacked into one batch."""
+"""The fast paths compute what the plain paths compute: fused q/k/v projections against the separate ones of
+older checkpoints, cross-attention keys and values projected once per generation, the guidance passes stacked
+into one batch, the step cache switched off, and the fp32 time conditioning under bf16 autocast."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
-from model.dit import stack_conditioning
+from model.dit import VideoDiT, stack_conditioning
 from model.flow import guided_velocity, predicted_x0
 from model.generator import Generator
-from model.sampler import sample
+from model.sampler import StepCache, sample
 from tests.model.conftest import image
 
 PROMPTS = ["a cat chases a dog", "a cup"]
@@ -85,3 +87,71 @@ def test_generation_equals_the_plain_guided_ode_solve(trained):
         .to(torch.uint8)
     )
     assert np.abs(video.astype(int) - expected.numpy().astype(int)).max() <= 1
+
+
+def separate_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The layout of checkpoints written before the fusion: separate to_q / to_k / to_v."""
+    old = {}
+    for key, tensor in state.items():
+        for name, parts in ((".to_qkv.", ("to_q", "to_k", "to_v")), (".to_kv.", ("to_k", "to_v"))):
+            if name in key:
+                attention, leaf = key.split(name)
+                old.update({f"{attention}.{p}.{leaf}": c for p, c in zip(parts, tensor.chunk(len(parts)))})
+                break
+        else:
+            old[key] = tensor
+    return old
+
+
+def test_a_checkpoint_with_separate_projections_loads_to_the_same_function(trained, tmp_path):
+    trained.save_pretrained(tmp_path / "va")
+    weights = tmp_path / "va" / "model.safetensors"
+    old = separate_projections(load_file(str(weights)))
+    assert any(".self_attn.to_q." in k for k in old) and not any(
+        ".to_qkv." in k or ".to_kv." in k for k in old
+    )
+    save_file(old, str(weights))
+    loaded = VideoAlchemist.from_pretrained(tmp_path / "va").eval()
+    direct = VideoDiT(trained.dit.config, trained.dit.latent_channels, trained.dit.text_proj[0].in_features)
+    direct.load_state_dict(separate_projections(trained.dit.state_dict()))  # the load-time hook
+    x, t = torch.randn(2, 48, 4, 8, 8), torch.tensor([0.3, 0.8])
+    cond = conditionings(trained)[0]
+    with torch.no_grad():
+        expected = trained.dit(x, t, cond)
+        assert torch.equal(loaded.dit(x, t, cond), expected)
+        assert torch.equal(direct.eval()(x, t, cond), expected)
+
+
+def test_time_conditioning_stays_fp32_under_bf16_autocast(trained):
+    t = torch.tensor([0.3, 0.8])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        emb, table = trained.dit.time_conditioning(t)
+        assert (
+            trained.dit.time_embed[0](torch.zeros(1, trained.dit.config.time_freq_dim)).dtype
+            == torch.bfloat16
+        )  # autocast is on
+    plain_emb, plain_table = trained.dit.time_conditioning(t)
+    assert emb.dtype == table.dtype == torch.float32
+    assert torch.equal(emb, plain_emb) and torch.equal(table, plain_table)
+
+
+def cached_generation(model: VideoAlchemist, cache: StepCache | None) -> np.ndarray:
+    model.dit.step_cache = cache
+    try:
+        return Generator(model).generate(PROMPTS[0], {}, steps=6, guidance=3.0, seed=5)
+    finally:
+        model.dit.step_cache = None
+
+
+def test_step_cache_at_threshold_zero_computes_every_step_and_the_same_video(trained):
+    off = StepCache(0.0)
+    assert np.array_equal(cached_generation(trained, off), cached_generation(trained, None))
+    assert (off.computed, off.skipped) == (6, 0)
+
+
+def test_step_cache_skips_steps_whose_input_barely_moved(trained):
+    loose = StepCache(10.0)
+    cached_generation(trained, loose)
+    assert loose.computed == 1 and loose.skipped == 5  # a fresh generation always computes its first step
+    cached_generation(trained, loose)
+    assert loose.computed == 2  # a new generation (new context) starts the cache afresh
