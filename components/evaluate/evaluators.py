@@ -272,13 +272,7 @@ class EvaluatorSuite:
 
     def random_weights(self) -> list[str]:
         """Evaluators that are (or would be) built with random weights, from the config alone."""
-        fields = {
-            "clip": self.config.clip,
-            "dino": self.config.dino,
-            "grounding_dino": self.config.grounding_dino,
-        }
-        fields.update(sam=self.config.sam, arcface=self.config.arcface)
-        return [name for name in EVALUATOR_NAMES if not fields[name]]
+        return [name for name in EVALUATOR_NAMES if not getattr(self.config, name)]
 
     def subject_embeddings(self, frames: np.ndarray, words: list[str]) -> list[dict[str, np.ndarray]]:
         """Per frame: word -> DINO embedding of the detected, masked, white-padded crop (misses absent)."""

@@ -2,14 +2,7 @@
 
 from components.mine.config import MinerConfig
 from components.mine.entities import EntityExtractionError, EntityWord, RuleExtractor, validate_entities
-from components.mine.run import (
-    MiningSummary,
-    assign_splits,
-    merge_datasets,
-    mine_dataset,
-    mine_shard,
-    plan_shards,
-)
+from components.mine.run import MiningSummary, assign_splits, mine_dataset
 from components.mine.sample import SampleRejected
 from components.mine.segment import Detection, MaskFolderSegmenter, MotionSegmenter, SegmentRequest
 
@@ -25,9 +18,6 @@ __all__ = [
     "SampleRejected",
     "SegmentRequest",
     "assign_splits",
-    "merge_datasets",
     "mine_dataset",
-    "mine_shard",
-    "plan_shards",
     "validate_entities",
 ]

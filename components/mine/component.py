@@ -40,7 +40,8 @@ def merge_shards(parts: Input[List[Dataset]], miner: dict, dataset: Output[Datas
     """One dataset from the shards, splits assigned over the whole set."""
     from pathlib import Path
 
-    from components.mine import MinerConfig, merge_datasets
+    from components.mine import MinerConfig
+    from components.mine.run import merge_datasets
 
     ordered = [Path(p.path) for p in sorted(parts, key=lambda p: p.metadata.get("shard", 0))]
     summary = merge_datasets(ordered, Path(dataset.path), MinerConfig(**miner))

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -287,15 +288,12 @@ def _write_dataset(
     manifest_path, rejects_path = root / "manifest.parquet", root / "rejects.parquet"
     pq.write_table(table, manifest_path)
     pq.write_table(rejected, rejects_path)
-    stages: dict[str, int] = {}
-    for stage in rejected.column("stage").to_pylist():
-        stages[stage] = stages.get(stage, 0) + 1
     split_counts = {s: splits.count(s) for s in ("train", "val", "test")}
     meta = {
         "inputs": inputs,
         "config": config.to_dict(),
         "counts": {"samples": table.num_rows, "rejected": rejected.num_rows, "splits": split_counts},
-        "rejects_by_stage": stages,
+        "rejects_by_stage": dict(Counter(rejected.column("stage").to_pylist())),
         "shards": shards,
     }
     dataset_json = root / "dataset.json"

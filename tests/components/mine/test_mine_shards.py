@@ -5,7 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from components.mine import MinerConfig, merge_datasets, mine_dataset, mine_shard, plan_shards
+from components.mine import MinerConfig, mine_dataset
+from components.mine.run import merge_datasets, mine_shard, plan_shards
 
 
 def test_shards_mined_apart_merge_into_the_dataset_of_one_run(embedded, tmp_path):

@@ -165,6 +165,7 @@ def test_pass_publishes_the_checkpoint_into_a_triton_repository(mlflow_store: st
     import mlflow
 
     from components.export import repository_publisher
+    from components.promote.gate import exported_publisher
     from model.alchemist import VideoAlchemist
     from model.config import preset
 
@@ -180,31 +181,13 @@ def test_pass_publishes_the_checkpoint_into_a_triton_repository(mlflow_store: st
     assert (tmp_path / "repo" / "video_alchemist" / "config.pbtxt").is_file()
     assert promote(run.info.run_id, "served", POLICY, publish=publish).actions == []
 
-
-def test_pass_publishes_the_exported_candidate_under_the_registry_version(mlflow_store: str, tmp_path: Path):
-    import mlflow
-
-    from components.export import export_model_repository
-    from components.promote.gate import exported_publisher
-    from model.alchemist import VideoAlchemist
-    from model.config import preset
-
-    VideoAlchemist(preset("tiny")).save_pretrained(tmp_path / "ckpt")
-    export_model_repository(tmp_path / "ckpt", tmp_path / "exported", version=3)
-    with mlflow.start_run(experiment_id=mlflow_store) as run:
-        mlflow.log_artifacts(str(tmp_path / "ckpt"), "checkpoint")
-        mlflow.log_metrics({"eval/subject/subj_s": 0.6, "eval/subject/text_s": 0.3})
-        mlflow.set_tags({"evaluator.random_weights": "", "data.rev": "c" * 32 + ".dir"})
+    # The pipeline's publish: an exported version copied into serving under the registry's number.
     serving = tmp_path / "serving"
-    publish = exported_publisher(tmp_path / "exported", "video_alchemist", "3", str(serving))
-    decision = promote(run.info.run_id, "served", POLICY, publish=publish)
+    exported_publisher(tmp_path / "repo", "video_alchemist", decision.version, str(serving))("models:/m/7")
     served = serving / "video_alchemist"
-    assert decision.version == "1"
-    assert sorted(p.name for p in served.iterdir()) == sorted(["README.md", "config.pbtxt", decision.version])
-    exported = tmp_path / "exported" / "video_alchemist" / "3" / "checkpoint" / "model.safetensors"
-    assert (
-        served / decision.version / "checkpoint" / "model.safetensors"
-    ).read_bytes() == exported.read_bytes()
+    assert sorted(p.name for p in served.iterdir()) == ["7", "README.md", "config.pbtxt"]
+    weights = "checkpoint/model.safetensors"
+    assert (served / "7" / weights).read_bytes() == (version_dir / weights).read_bytes()
 
 
 def test_version_carries_description_and_tags(mlflow_store: str):
