@@ -168,7 +168,6 @@ class VideoAlchemist(nn.Module):
         """Locate each entity word in its prompt and pair its text tokens with its image tokens.
 
         All reference images of the batch go through the image encoder in one call."""
-        size = self.config.image.image_size
         groups: list[torch.Tensor] = []
         words: list[tuple[int, torch.Tensor | None]] = []
         for i, (prompt, sample, background) in enumerate(zip(prompts, entities, backgrounds)):
@@ -182,12 +181,7 @@ class VideoAlchemist(nn.Module):
         result: list[list[EntityTokens]] = [[] for _ in prompts]
         if not groups:
             return result
-        resized = [
-            F.interpolate(g.float(), size=(size, size), mode="bilinear", antialias=True) for g in groups
-        ]
-        tokens = self.image_encoder(torch.cat(resized)).split(
-            [len(g) for g in groups]
-        )  # each (k, l, D_image)
+        tokens = self.image_encoder(groups).split([len(g) for g in groups])  # each (k, l, D_image)
         for (i, word_tokens), image_tokens in zip(words, tokens):
             result[i].append(EntityTokens(image_tokens=image_tokens.flatten(0, 1), word_tokens=word_tokens))
         return result

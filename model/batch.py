@@ -93,6 +93,4 @@ class EncodedBatch:
         return self.map_tensors(lambda t: t.to(device))
 
     def video_tokens(self, config: AlchemistConfig) -> int:
-        pt, ph, pw = config.dit.patch_size
-        t, h, w = self.latents.shape[2:]
-        return (t // pt) * (h // ph) * (w // pw)
+        return config.grid_tokens(tuple(self.latents.shape[2:]))

@@ -149,21 +149,32 @@ class AlchemistConfig:
         pt, ph, pw = self.dit.patch_size
         return (self.vae.temporal_factor * pt, self.vae.spatial_factor * ph, self.vae.spatial_factor * pw)
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, t, h, w) of one video's latents; a causal video VAE encodes the first frame on its own."""
+    def latent_grid(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """(t, h, w) of one video's latents. A causal video VAE (Wan) encodes the first frame on its own, so
+        it maps 1 + k * temporal_factor frames to 1 + k latent frames."""
         vae = self.vae
-        t = 1 + (frames - 1) // vae.temporal_factor if vae.causal else frames // vae.temporal_factor
-        return vae.latent_channels, t, height // vae.spatial_factor, width // vae.spatial_factor
+        first = int(vae.causal)
+        t = first + (frames - first) // vae.temporal_factor
+        return t, height // vae.spatial_factor, width // vae.spatial_factor
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, t, h, w) of one video's latents."""
+        return (self.vae.latent_channels, *self.latent_grid(frames, height, width))
 
     def video_tokens(self, frames: int, height: int, width: int) -> int:
-        """DiT tokens of one video: its latent grid over the patch size."""
-        _, t, h, w = self.latent_shape(frames, height, width)
+        """DiT tokens of one video."""
+        return self.grid_tokens(self.latent_grid(frames, height, width))
+
+    def grid_tokens(self, grid: tuple[int, ...]) -> int:
+        """DiT tokens of a (t, h, w) latent grid: its cells over the patch size."""
+        t, h, w = grid
         pt, ph, pw = self.dit.patch_size
         return (t // pt) * (h // ph) * (w // pw)
 
     def check_video_size(self, frames: int, height: int, width: int) -> None:
-        # A causal video VAE encodes the first frame alone, so it takes 1 + k * stride frames.
-        first = 1 if self.vae.causal else 0
+        """Every frame and pixel must land in a whole DiT token of the latent grid (`latent_grid`): a causal
+        VAE's first frame, then whole strides."""
+        first = int(self.vae.causal)
         for name, value, step, offset in zip(
             ("frames", "height", "width"), (frames, height, width), self.stride, (first, 0, 0)
         ):

@@ -54,18 +54,24 @@ class ImageEncoder(FrozenEncoder):
             return Dinov2Model(Dinov2Config(**common))
         return CLIPVisionModel(CLIPVisionConfig(**common))
 
-    @property
-    def tokens_per_image(self) -> int:
-        return 1 + self.config.token_grid**2
-
     @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, h, w) in [0, 1] -> tokens (N, l, D_image)."""
-        if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"reference images must be (N, 3, h, w); got {tuple(images.shape)}")
+    def forward(self, images: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        """images (N, 3, h, w) in [0, 1], or a list of such groups of any sizes -> tokens (sum of N, l, D_image).
+
+        Each group is resized to the encoder's resolution here, so a batch's references of every size run in one
+        call."""
+        groups = [images] if isinstance(images, torch.Tensor) else images
+        for group in groups:
+            if group.ndim != 4 or group.shape[1] != 3:
+                raise ValueError(f"reference images must be (N, 3, h, w); got {tuple(group.shape)}")
         size = self.config.image_size
-        x = F.interpolate(
-            images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        x = torch.cat(
+            [
+                F.interpolate(
+                    g.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                )
+                for g in groups
+            ]
         )
         x = ((x - self.mean) / self.std).to(next(self.model.parameters()).dtype)
         hidden = self.model(pixel_values=x).last_hidden_state  # (N, 1 + g*g [+ registers], D)

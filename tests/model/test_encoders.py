@@ -6,6 +6,7 @@ from diffusers import AutoencoderKL, AutoencoderKLWan
 from transformers import Dinov2Config, Dinov2Model
 
 from model.alchemist import VideoAlchemist
+from model.batch import EncodedBatch
 from model.config import ImageEncoderConfig, TextEncoderConfig, VAEConfig, preset
 from model.encoders.image import ImageEncoder
 from model.encoders.text import MINILM, TextEncoder
@@ -81,6 +82,8 @@ def test_image_encoder_loads_a_pretrained_folder(tmp_path):
 def test_clip_vision_ablation_builds():
     encoder = ImageEncoder(ImageEncoderConfig(kind="clip", hidden_size=32, num_layers=1, num_heads=2))
     assert encoder(torch.rand(2, 3, 30, 30)).shape == (2, 5, 32)
+    small, large = torch.rand(2, 3, 30, 30), torch.rand(1, 3, 50, 40)  # groups of any size in one call
+    torch.testing.assert_close(encoder([small, large]), torch.cat([encoder(small), encoder(large)]))
     with pytest.raises(ValueError, match=r"must be \(N, 3, h, w\)"):
         encoder(torch.rand(2, 30, 30))
 
@@ -125,6 +128,17 @@ def test_video_autoencoder_from_a_folder_is_causal_in_time(tmp_path):
     vae = DiffusersVAE(config)
     latents = vae.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1)
     assert latents.shape == (1, 4, 3, 8, 8)  # 1 + (5 - 1) / 2 latent frames
+    tiny = preset("tiny")
+    model = dataclasses.replace(
+        tiny, vae=config, video=dataclasses.replace(tiny.video, frames=5, height=16, width=16)
+    )
+    assert model.latent_shape(5, 16, 16) == tuple(latents.shape[1:])
+
+
+def test_tokens_of_clips_and_of_their_latents_agree():
+    config = preset("tiny")
+    latents = PixelLatent(config.vae).encode(torch.rand(1, 3, 8, 32, 32))
+    assert EncodedBatch(latents, None).video_tokens(config) == config.video_tokens(8, 32, 32) == 8 * 4 * 4
 
 
 def test_config_round_trip_and_validation():
