@@ -1,4 +1,4 @@
-"""Anti copy-paste augmentation of reference images (PAPER.md, "Training").
+"""Anti copy-paste augmentation of reference images (arXiv 2501.06187, Sec. 3, data augmentation).
 
 References come from other frames than the target clip, but a model can still learn to paste them. Each
 transform breaks one shortcut: resolution (downsample + blur), illumination (colour jitter + brightness),

@@ -19,7 +19,7 @@ class TrainConfigError(ValueError):
 
 @dataclass
 class AugmentConfig:
-    """Anti copy-paste augmentation of reference images (PAPER.md): each transform has its own probability."""
+    """Anti copy-paste augmentation of references (arXiv 2501.06187, Sec. 3): each transform has its own probability."""
 
     p_resolution: float = 0.5  # downsample then Gaussian blur (resolution)
     downsample_range: tuple[float, float] = (0.25, 0.75)  # scale factor before upsampling back
