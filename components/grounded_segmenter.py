@@ -49,8 +49,8 @@ def load_sam(uri: str, device: str) -> tuple[Any, Path]:
     return SamModel.from_pretrained(folder).eval().to(device), folder
 
 
-def random_grounding(seed: int, vocab_size: int = 1030) -> Any:
-    """A tiny GroundingDINO (Swin + BERT) of seeded random weights, for runs and tests without weights."""
+def random_grounding(vocab_size: int = 1030) -> Any:
+    """A tiny GroundingDINO (Swin + BERT) of random weights (the caller seeds), for runs without weights."""
     from transformers import BertConfig, GroundingDinoConfig, GroundingDinoForObjectDetection, SwinConfig
 
     backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=7,
@@ -62,13 +62,11 @@ def random_grounding(seed: int, vocab_size: int = 1030) -> Any:
         d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64, encoder_attention_heads=2,
         decoder_attention_heads=2, num_feature_levels=3, encoder_n_points=2, decoder_n_points=2,
     )  # fmt: skip
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return GroundingDinoForObjectDetection(config).eval()
+    return GroundingDinoForObjectDetection(config).eval()
 
 
-def random_sam(seed: int) -> Any:
-    """A tiny SAM (64 px input) of seeded random weights, for runs and tests without weights."""
+def random_sam() -> Any:
+    """A tiny SAM (64 px input) of random weights (the caller seeds), for runs without weights."""
     from transformers import SamConfig, SamModel
 
     config = SamConfig(
@@ -79,9 +77,7 @@ def random_sam(seed: int) -> Any:
         mask_decoder_config=dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_dim=32,
                                  iou_head_hidden_dim=16),
     )  # fmt: skip
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return SamModel(config).eval()
+    return SamModel(config).eval()
 
 
 def _word_mask(prompt: list[int], word: list[int], length: int) -> torch.Tensor:

@@ -183,7 +183,7 @@ def grounded_segmenter(config: EvaluatorConfig, device: str) -> GroundedSegmente
         grounding, tokenizer, folder = load_grounding(config.grounding_dino, device)
         gid = folder_fingerprint(folder)
     else:
-        grounding = random_grounding(config.seed).to(device)
+        grounding = _seeded(config.seed, random_grounding).to(device)
         # BERT's ids for [CLS], [SEP], '.' and '?' keep GroundingDINO's phrase masking meaningful
         tokenizer = ByteTokenizer(bos=101, eos=102, offset=110, special={ord("."): 1012, ord("?"): 1029})
         gid = f"random:{config.seed}:{config_fingerprint(grounding.config.to_dict())}"
@@ -192,7 +192,7 @@ def grounded_segmenter(config: EvaluatorConfig, device: str) -> GroundedSegmente
         sam, folder = load_sam(config.sam, device)
         sid = folder_fingerprint(folder)
     else:
-        sam = random_sam(config.seed).to(device)
+        sam = _seeded(config.seed, random_sam).to(device)
         sid = f"random:{config.seed}:{config_fingerprint(sam.config.to_dict())}"
     thresholds = f"{config.box_threshold}:{config.mask_threshold}:{config.grounding_short_side}"
     thresholds += f":{config.grounding_max_side}:{config.random_grounding_short_side}"

@@ -28,14 +28,7 @@ def build_segmenter(config: MinerConfig) -> Segmenter:
         return MaskFolderSegmenter(Path(config.masks_dir))
     from components.mine.grounded_sam import GroundedSamSegmenter
 
-    return GroundedSamSegmenter.from_pretrained(
-        config.grounding_dir,
-        config.sam_dir,
-        box_threshold=config.box_threshold,
-        mask_score_threshold=config.mask_score_threshold,
-        min_area=config.min_area,
-        max_area=config.max_area,
-    )
+    return GroundedSamSegmenter.from_config(config)
 
 
 def build_fill(config: MinerConfig) -> Fill:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+
+from components.storage import materialize
 
 Fill = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(frame (H, W, 3) uint8, hole (H, W) bool) -> the frame with the hole filled."""
@@ -76,13 +77,8 @@ class DiffusersInpainter:
     def from_pretrained(cls, model_dir: str, resolution: int = 512, steps: int = 25) -> DiffusersInpainter:
         from diffusers import AutoPipelineForInpainting
 
-        if str(model_dir).startswith("s3://"):
-            from components.storage import materialize
-
-            model_dir = str(materialize(model_dir))
-        if not Path(model_dir).is_dir():
-            raise FileNotFoundError(f"inpainting model folder {model_dir} does not exist")
-        pipeline = AutoPipelineForInpainting.from_pretrained(model_dir)
+        folder = materialize(model_dir, what="inpainting model folder", folder=True)
+        pipeline = AutoPipelineForInpainting.from_pretrained(folder)
         pipeline.set_progress_bar_config(disable=True)
         return cls(pipeline, resolution, steps)
 

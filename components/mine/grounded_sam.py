@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from components.grounded_segmenter import GroundedSegmenter, load_grounding, load_sam, processor_sides
+from components.mine.config import MinerConfig
 from components.mine.segment import Detections, SegmentRequest, detection_from_mask
 
 
@@ -24,20 +25,13 @@ class GroundedSamSegmenter:
     name: str = "grounded-sam"
 
     @classmethod
-    def from_pretrained(
-        cls,
-        grounding_dir: str,
-        sam_dir: str,
-        box_threshold: float = 0.3,
-        mask_score_threshold: float = 0.5,
-        min_area: float = 0.003,
-        max_area: float = 0.9,
-    ) -> GroundedSamSegmenter:
-        grounding, tokenizer, folder = load_grounding(grounding_dir, "cpu")
-        sam, _ = load_sam(sam_dir, "cpu")
-        sides = processor_sides(folder)
-        segmenter = GroundedSegmenter(grounding, tokenizer, sam, box_threshold, mask_score_threshold, *sides)
-        return cls(segmenter, min_area, max_area)
+    def from_config(cls, config: MinerConfig) -> GroundedSamSegmenter:
+        grounding, tokenizer, folder = load_grounding(config.grounding_dir, "cpu")
+        sam, _ = load_sam(config.sam_dir, "cpu")
+        thresholds = (config.box_threshold, config.mask_score_threshold, *processor_sides(folder))
+        return cls(
+            GroundedSegmenter(grounding, tokenizer, sam, *thresholds), config.min_area, config.max_area
+        )
 
     def segment(self, request: SegmentRequest) -> Detections:
         indices = list(request.frame_indices)

@@ -257,9 +257,7 @@ def merge_datasets(parts: list[Path], out: Path, config: MinerConfig) -> MiningS
     started = time.perf_counter()
     metas = [json.loads((Path(part) / "dataset.json").read_text()) for part in parts]
     if not metas or any(meta["inputs"] != metas[0]["inputs"] for meta in metas):
-        raise ValueError(
-            f"merge needs datasets mined from the same inputs, got {[m['inputs'] for m in metas]}"
-        )
+        raise ValueError(f"datasets to merge come from different inputs: {[m['inputs'] for m in metas]}")
     (out / "media").mkdir(parents=True, exist_ok=True)
     for part in map(Path, parts):
         if (part / "media").is_dir():
@@ -298,16 +296,9 @@ def _write_dataset(
     }
     dataset_json = root / "dataset.json"
     dataset_json.write_text(json.dumps(meta, indent=2))
+    counts = (table.num_rows, rejected.num_rows, shards["total"], shards["skipped"])
     return MiningSummary(
-        root,
-        manifest_path,
-        rejects_path,
-        dataset_json,
-        table.num_rows,
-        rejected.num_rows,
-        shards["total"],
-        shards["skipped"],
-        time.perf_counter() - started,
+        root, manifest_path, rejects_path, dataset_json, *counts, time.perf_counter() - started
     )
 
 

