@@ -9,23 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from components.media import write_mp4
+
 COLOURS = {"cat": (220, 40, 40), "cup": (40, 200, 60), "rocket": (40, 60, 230), "logo": (230, 200, 40)}
-
-
-def write_clip(path: Path, frames: np.ndarray, fps: int = 8) -> None:
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
 
 
 def entity(caption: str, word: str, refs: list[str]) -> dict:
@@ -55,7 +47,7 @@ def build_dataset(root: Path, samples: int = 6) -> Path:
         for t in range(12):
             x = 2 + 2 * t
             frames[t, 12:28, x : x + 14] = colour
-        write_clip(media / f"s{i}.mp4", frames)
+        write_mp4(frames, media / f"s{i}.mp4", fps=8)
         ref = np.zeros((20, 16, 3), np.uint8)
         ref[2:18, 1:15] = colour
         Image.fromarray(ref).save(media / f"s{i}_ref.png")
