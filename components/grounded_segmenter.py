@@ -1,16 +1,15 @@
 """GroundingDINO boxes per entity word, then SAM box-prompted masks: the one open-vocabulary segmenter.
 
-Evaluation scores Subj-S with it under the MSRVTT-Personalization protocol's thresholds, and the miner finds
-entity masks with it under its own; both pass their thresholds in. Boxes and masks follow the public
-Grounded-SAM code (`get_grounding_output`, `get_sam_output`): the words joined into one prompt ("cat . ball ."),
-a query's score for a word the mean of the max and the mean of its sigmoid logits over that word's tokens,
-the best query per word kept above `box_threshold`, and a SAM mask kept when its predicted IoU passes
-`mask_threshold`. Weights load from folders in transformers' format (`IDEA-Research/grounding-dino-tiny`,
-`facebook/sam-vit-base`) or s3:// URIs.
+Evaluation (Subj-S, under the MSRVTT-Personalization protocol's thresholds) and mining (under its own) pass
+their thresholds in. It follows the public Grounded-SAM code (`get_grounding_output`, `get_sam_output`): one
+prompt of the words ("cat . ball ."); a query's score for a word is the mean of the max and the mean of its
+sigmoid logits over the word's tokens; the best query per word above `box_threshold` prompts SAM, whose mask
+is kept when its predicted IoU passes `mask_threshold`. Weights: transformers folders or s3:// URIs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +88,7 @@ def _word_mask(prompt: list[int], word: list[int], length: int) -> torch.Tensor:
     return torch.tensor(mask + [False] * (length - len(mask)))
 
 
+@dataclass
 class GroundedSegmenter:
     """Open-vocabulary grounding (GroundingDINO) then box-prompted segmentation (SAM) on RGB frames.
 
@@ -97,22 +97,17 @@ class GroundedSegmenter:
     would pass `max_side` (GroundingDINO's `RandomResize([800], max_size=1333)` by default).
     """
 
-    def __init__(
-        self,
-        grounding: Any,
-        tokenizer: Any,
-        sam: Any,
-        box_threshold: float,
-        mask_threshold: float,
-        short_side: int = 800,
-        max_side: int = 1333,
-        model_id: str = "grounded-sam",
-    ) -> None:
-        self.model_id = model_id  # what reports and caches record as the segmenter's identity
-        self.grounding, self.tokenizer, self.sam = grounding, tokenizer, sam
-        self.box_threshold, self.mask_threshold = box_threshold, mask_threshold
-        self.short_side, self.max_side = short_side, max_side
-        self.device = next(grounding.parameters()).device
+    grounding: Any
+    tokenizer: Any
+    sam: Any
+    box_threshold: float
+    mask_threshold: float
+    short_side: int = 800
+    max_side: int = 1333
+    model_id: str = "grounded-sam"  # what reports and caches record as the segmenter's identity
+
+    def __post_init__(self) -> None:
+        self.device = next(self.grounding.parameters()).device
 
     def _grounding_pixels(self, frame: np.ndarray) -> torch.Tensor:
         from PIL import Image

@@ -75,9 +75,9 @@ def materialize(
     if not is_s3(uri):
         path = Path(uri)
         if not (path.is_dir() if folder else path.exists()):
+            kind = "folder" if folder else "path"
             raise MissingPathError(
-                f"{what} {str(path)!r} does not exist (expected a local {'folder' if folder else 'path'} "
-                "or an s3:// URI)"
+                f"{what} {str(path)!r} does not exist (expected a local {kind} or s3:// URI)"
             )
         return path
     s3 = S3Uri.parse(str(uri))

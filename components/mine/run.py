@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import re
 import shutil
 import tempfile
@@ -232,12 +231,8 @@ def _video_stamps(data: str, files: list[str]) -> dict[str, object]:
         paginator = s3_client().get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=location.bucket, Prefix=location.key)
         return {o["Key"][len(location.key) :]: o["ETag"] for page in pages for o in page.get("Contents", [])}
-    stamps: dict[str, object] = {}
-    for file in files:
-        path = Path(data) / file
-        stat = os.stat(path) if path.is_file() else None
-        stamps[file] = [stat.st_size, stat.st_mtime_ns] if stat else None
-    return stamps
+    stats = {file: (Path(data) / file).stat() if (Path(data) / file).is_file() else None for file in files}
+    return {file: [stat.st_size, stat.st_mtime_ns] if stat else None for file, stat in stats.items()}
 
 
 def mine_shard(data: str, shard: str, out: str, config: MinerConfig) -> MiningSummary:
