@@ -17,8 +17,7 @@ from model.generator import Generator
 
 
 def locate(location: str) -> str:
-    """The `locate` that `model/` takes: S3 fetched; any other location is left for the model, which names
-    a missing folder, a built-in encoder name or a location still to fill in by the config field."""
+    """`model/`'s `locate`: S3 fetched; the model itself names any other missing or unfilled location."""
     return str(materialize(location)) if is_s3(location) else location
 
 

@@ -34,6 +34,7 @@ from components.storage import materialize
 
 EVALUATOR_NAMES = ("clip", "dino", "grounding_dino", "sam", "arcface")
 DINO_LAYER_NORM_EPS = 1e-6  # `partial(nn.LayerNorm, eps=1e-6)` in DINO's vision_transformer.py
+TINY_TOWER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)  # random
 
 
 @dataclass
@@ -106,12 +107,9 @@ class ClipEmbedder:
             self.model_id = f"clip:{folder_fingerprint(folder)}"
             self.random = False
         else:
-            text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-            text.update(
-                vocab_size=260, max_position_embeddings=77, bos_token_id=258, eos_token_id=259, pad_token_id=0
-            )
-            vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-            vision.update(image_size=224, patch_size=32)
+            text = dict(TINY_TOWER, vocab_size=260, max_position_embeddings=77, pad_token_id=0)
+            text.update(bos_token_id=258, eos_token_id=259)
+            vision = dict(TINY_TOWER, image_size=224, patch_size=32)
             config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=32)
             self.model = _seeded(seed, lambda: CLIPModel(config)).eval().to(device)
             byte_tok = ByteTokenizer(bos=258, eos=259, offset=2, max_length=77)
@@ -158,14 +156,7 @@ class DinoEmbedder:
                 self.model_id += f"(config {self.config_layer_norm_eps:g})"
             self.random = False
         else:
-            config = ViTConfig(
-                hidden_size=32,
-                intermediate_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                patch_size=16,
-                layer_norm_eps=DINO_LAYER_NORM_EPS,
-            )
+            config = ViTConfig(**TINY_TOWER, patch_size=16, layer_norm_eps=DINO_LAYER_NORM_EPS)
             self.config_layer_norm_eps = DINO_LAYER_NORM_EPS
             self.model = _seeded(seed, lambda: ViTModel(config, add_pooling_layer=False)).eval().to(device)
             self.model_id = f"dino:random:{seed}:{config_fingerprint(config.to_dict())}"

@@ -29,9 +29,8 @@ class GroundedSamSegmenter:
         grounding, tokenizer, folder = load_grounding(config.grounding_dir, "cpu")
         sam, _ = load_sam(config.sam_dir, "cpu")
         thresholds = (config.box_threshold, config.mask_score_threshold, *processor_sides(folder))
-        return cls(
-            GroundedSegmenter(grounding, tokenizer, sam, *thresholds), config.min_area, config.max_area
-        )
+        segmenter = GroundedSegmenter(grounding, tokenizer, sam, *thresholds)
+        return cls(segmenter, config.min_area, config.max_area)
 
     def segment(self, request: SegmentRequest) -> Detections:
         indices = list(request.frame_indices)

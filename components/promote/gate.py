@@ -444,9 +444,8 @@ def promote(
 def exported_publisher(
     exported: Path, triton_name: str, exported_version: str, serving_repository: str
 ) -> Publish:
-    """Publish an exported candidate (version `exported_version` of `exported`) as the registry version's
-    number in `serving_repository` (a folder or s3:// prefix), with its config.pbtxt and model card, so
-    the served version number is the registry's."""
+    """Publish version `exported_version` of the exported repository (with config.pbtxt and model card) into
+    `serving_repository` (a folder or s3:// prefix) under the registry version's number."""
 
     def publish(model_uri: str) -> None:
         version = model_uri.rsplit("/", 1)[-1]
