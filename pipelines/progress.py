@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from components.train.op_cache import op_built
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STARTED = re.compile(r"Executing task '([^']+)'")
 FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
@@ -43,16 +45,6 @@ DAG_ORDER = (
     "summarize",
     "record-outcome",
 )
-
-
-def deepspeed_op_built() -> bool:
-    """DeepSpeed compiles its CPU communication op into torch's extension cache on first use, silently."""
-    import os
-
-    cache = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
-        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch_extensions"
-    )
-    return any(Path(cache).glob("**/deepspeed_shm_comm/*.so"))
 
 
 def dag_sorted(tasks: list[str]) -> list[str]:
@@ -159,7 +151,7 @@ class StepConsole(io.TextIOBase):
             self._outputs.setdefault(match.group(2), []).append(Path(match.group(1)))
         if match := STARTED.search(line):
             self._started.setdefault(match.group(1), []).append(self.clock())
-            if match.group(1).startswith("train") and not self._announced_build and not deepspeed_op_built():
+            if match.group(1).startswith("train") and not self._announced_build and not op_built():
                 self._announced_build = True
                 self._say(f"{'':<14} {DEEPSPEED_NOTE}")
         elif match := FINISHED.search(line):

@@ -27,7 +27,10 @@ def init_distributed() -> tuple[int, int]:
     import deepspeed
     import torch.distributed as dist
 
+    from components.train.op_cache import prepare_op_cache
+
     if not dist.is_initialized():
+        prepare_op_cache()  # DeepSpeed builds its CPU op on the first init
         # Not under a launcher, or a group of one: a fresh port every time. A group of one needs no agreed
         # port, and a subprocess (a kfp.local step) inherits its parent's MASTER_PORT while the parent's
         # store may still hold it.
@@ -99,7 +102,8 @@ class LossModule(torch.nn.Module):
 
 
 def build_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int) -> tuple[Any, Any]:
-    """(engine, lr_scheduler): AdamW over the trainable weights, warmup + cosine, ZeRO from the JSON."""
+    """(engine, lr_scheduler): AdamW over the trainable weights, warmup + cosine, ZeRO from the JSON;
+    with `cfg.compile` the DiT runs under torch.compile."""
     import deepspeed
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -117,6 +121,8 @@ def build_engine(model: torch.nn.Module, cfg: TrainConfig, total_steps: int) -> 
         betas=cfg.optim.betas,
     )
     scheduler = build_scheduler(optimizer, cfg.optim.warmup_steps, total_steps, cfg.optim.min_lr_ratio)
+    if cfg.compile:  # in place, so parameter names (and the checkpoints that carry them) stay as they are
+        model.dit.compile()
     engine, _, _, lr_scheduler = deepspeed.initialize(
         model=LossModule(model),
         optimizer=optimizer,
