@@ -19,7 +19,7 @@ class MinerConfig:
       `llm_model` / `llm_api_key_env` (OpenAI-compatible endpoint), `llm_attempts` retries per caption.
     - segmentation: `segmenter` backend; `masks_dir` (existing masks, `<dir>/<video stem>/<word>/<frame>.png`);
       `grounding_dir` / `sam_dir` (transformers GroundingDINO and SAM folders), `box_threshold`,
-      `text_threshold`, `mask_score_threshold` (SAM's predicted IoU); `motion_threshold` (colour difference
+      `mask_score_threshold` (SAM's predicted IoU); `motion_threshold` (colour difference
       to the background model, 0-255), `min_area` / `max_area` (mask area as a fraction of the frame).
     - clip: `clip_frames` frames taken every `frame_stride` source frames from the middle of the video;
       frames are resized so the longest side is at most `max_side`. Videos whose long side is more than
@@ -46,7 +46,6 @@ class MinerConfig:
     grounding_dir: str | None = None
     sam_dir: str | None = None
     box_threshold: float = 0.3
-    text_threshold: float = 0.25
     mask_score_threshold: float = 0.5
     motion_threshold: float = 20.0
     min_area: float = 0.003

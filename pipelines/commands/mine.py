@@ -57,9 +57,6 @@ def mine(
     grounding_dir: Path | None = typer.Option(None, "--grounding-dir", help="GroundingDINO model folder."),
     sam_dir: Path | None = typer.Option(None, "--sam-dir", help="SAM model folder."),
     box_threshold: float = typer.Option(0.3, "--box-threshold", help="GroundingDINO box score threshold."),
-    text_threshold: float = typer.Option(
-        0.25, "--text-threshold", help="GroundingDINO text score threshold."
-    ),
     mask_score_threshold: float = typer.Option(
         0.5, "--mask-score-threshold", help="Lowest SAM predicted IoU."
     ),
@@ -109,7 +106,7 @@ def mine(
             entities=entities, llm_model_dir=optional(llm_model_dir), llm_url=llm_url, llm_model=llm_model,
             llm_attempts=llm_attempts, segmenter=backend, masks_dir=optional(masks_dir),
             grounding_dir=optional(grounding_dir), sam_dir=optional(sam_dir), box_threshold=box_threshold,
-            text_threshold=text_threshold, mask_score_threshold=mask_score_threshold,
+            mask_score_threshold=mask_score_threshold,
             motion_threshold=motion_threshold, min_area=min_area, max_area=max_area, clip_frames=clip_frames,
             frame_stride=frame_stride, max_side=max_side, min_side=min_side, max_aspect=max_aspect,
             references_per_entity=references, inpaint=inpaint,
