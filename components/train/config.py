@@ -110,6 +110,7 @@ class TrainConfig:
     deepspeed_config: Path = DEFAULT_DEEPSPEED_CONFIG
     resume: bool = False
     activation_checkpointing: bool = False
+    compile: bool = False  # torch.compile the DiT (benchmarks/dit_step.py --compile measures it)
     binding: bool = True  # word-token binding of references (the ablation turns it off)
     # save_pretrained folder (local or s3://) to start from: stage 1's result, or an imported Wan2.1 backbone
     init_from: str | None = None

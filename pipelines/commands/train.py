@@ -69,6 +69,9 @@ def train_command(
     activation_checkpointing: bool = typer.Option(
         False, "--activation-checkpointing", help="Recompute DiT blocks in backward to save memory."
     ),
+    compile_dit: bool = typer.Option(
+        False, "--compile", help="Run the DiT under torch.compile (slower start, faster steps)."
+    ),
     no_binding: bool = typer.Option(
         False, "--no-binding", help="Ablation: references without word-token binding."
     ),
@@ -123,6 +126,7 @@ def train_command(
             deepspeed_config=deepspeed_config,
             resume=resume,
             activation_checkpointing=activation_checkpointing,
+            compile=compile_dit,
             binding=not no_binding,
             init_from=init_from,
             model_overrides=overrides,
