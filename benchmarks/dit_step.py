@@ -3,10 +3,14 @@
 Both run side by side in one process on the same inputs: equal width, depth, heads, FFN width, patch size,
 latent grid and text length. Ours runs as in stage 1 (text cross-attention only, self-conditioning off), which
 is the block structure Wan has; a second row adds our personalization cross-attention over 3 entities.
-Prints the ratio ours / peer (goal: <= 1.0) and, on a GPU, the model FLOP utilisation of each. Row W is
-Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames on a GPU).
+Prints the ratio ours / peer without and with personalization (goal: <= 0.85 with it), the personalization
+overhead (ours with references over ours without) and, on a GPU, the model FLOP utilisation of each. With
+`--compile` both models are also compiled with torch.compile and timed compiled against compiled, interleaved
+with the eager runs. Row W is Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames
+on a GPU).
 
-    python benchmarks/dit_step.py                 # CPU, three sizes
+    python benchmarks/dit_step.py                 # CPU, four sizes
+    python benchmarks/dit_step.py --compile       # and compiled against compiled
     python benchmarks/dit_step.py --device cuda   # GPU, bf16 autocast, MFU against --peak-tflops
 """
 
@@ -120,7 +124,9 @@ def time_interleaved(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def bench_size(size: Size, batch: int, repeats: int, device: torch.device, peak_tflops: float | None) -> str:
+def bench_size(
+    size: Size, batch: int, repeats: int, device: torch.device, peak_tflops: float | None, compiled: bool
+) -> str:
     ours, peer = build_pair(size, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     latents = torch.randn(batch, LATENT_CHANNELS, *size.grid, device=device)
@@ -133,35 +139,48 @@ def bench_size(size: Size, batch: int, repeats: int, device: torch.device, peak_
         text, text_mask, reference, torch.ones(batch, 15, dtype=torch.bool, device=device)
     )
 
-    def run_ours(cond: Conditioning) -> None:
-        with autocast:
-            ours(latents, t, cond).float().square().mean().backward()
+    def step(ours_fn: Callable, peer_fn: Callable) -> dict[str, Callable[[], None]]:
+        def run_ours(cond: Conditioning) -> None:
+            with autocast:
+                ours_fn(latents, t, cond).float().square().mean().backward()
 
-    def run_peer() -> None:
-        with autocast:
-            peer(latents, t * 1000, text, return_dict=False)[0].float().square().mean().backward()
+        def run_peer() -> None:
+            with autocast:
+                peer_fn(latents, t * 1000, text, return_dict=False)[0].float().square().mean().backward()
 
-    seconds = time_interleaved(
-        {"ours": lambda: run_ours(stage1), "peer": run_peer, "personal": lambda: run_ours(personal)},
-        repeats,
-        device,
-    )
+        return {"ours": lambda: run_ours(stage1), "peer": run_peer, "personal": lambda: run_ours(personal)}
+
+    runs = step(ours, peer)
+    drift = ""
+    if compiled:  # the same modules, compiled alike; their weights and gradients are shared with eager
+        ours_c, peer_c = torch.compile(ours), torch.compile(peer)
+        runs |= {f"{k} compiled": v for k, v in step(ours_c, peer_c).items()}
+        with torch.no_grad(), autocast:
+            difference = (ours_c(latents, t, personal) - ours(latents, t, personal)).abs().max()
+        drift = f"  compiled vs eager {float(difference):.1e}"
+    seconds = time_interleaved(runs, repeats, device)
     stage1_params = sum(p.numel() for p in ours.parameters()) - sum(
         p.numel() for p in ours.personalization_parameters()
     )
     peer_params = sum(p.numel() for p in peer.parameters())
     line = (
         f"{size.name:4} {size.width:5d} {size.depth:5d} {size.heads:5d} {size.tokens * batch:6d} "
-        f"{stage1_params / 1e6:9.1f} / {peer_params / 1e6:9.1f} {seconds['ours']:8.3f} {seconds['peer']:8.3f} "
-        f"{seconds['ours'] / seconds['peer']:6.2f} {seconds['personal']:12.3f}"
+        f"{stage1_params / 1e6:9.1f} / {peer_params / 1e6:9.1f}"
     )
+    for suffix in ("", " compiled") if compiled else ("",):
+        ours_s, peer_s, personal_s = (seconds[f"{k}{suffix}"] for k in ("ours", "peer", "personal"))
+        line += (
+            f" | {ours_s:7.3f} {personal_s:7.3f} {peer_s:7.3f} {ours_s / peer_s:5.2f} {personal_s / peer_s:5.2f} "
+            f"{personal_s / ours_s - 1:+6.1%}"
+        )
     if peak_tflops:
         peak = peak_tflops * 1e12
+        suffix = " compiled" if compiled else ""
         line += (
-            f"  {batch * step_flops(size, stage1_params) / seconds['ours'] / peak:5.1%} / "
-            f"{batch * step_flops(size, peer_params) / seconds['peer'] / peak:5.1%}"
+            f"  {batch * step_flops(size, stage1_params) / seconds['ours' + suffix] / peak:5.1%} / "
+            f"{batch * step_flops(size, peer_params) / seconds['peer' + suffix] / peak:5.1%}"
         )
-    return line
+    return line + drift
 
 
 def main() -> None:
@@ -174,6 +193,9 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default="S,M,L,W", help="comma-separated subset of S, M, L, W (Wan2.1-1.3B)"
     )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time both models under torch.compile, interleaved"
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -184,16 +206,21 @@ def main() -> None:
     on_gpu = device.type == "cuda"
     print(
         f"device={device} ({torch.cuda.get_device_name() if on_gpu else 'cpu'}), threads={torch.get_num_threads()}, "
-        f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}"
+        f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}; "
+        "seconds per forward + backward (median), ratio = ours / peer, personal. = ours with 3 references"
     )
+    columns = f" | {'ours':>7} {'+pers.':>7} {'peer':>7} {'ratio':>5} {'+pers':>5} {'overhd':>6}"
     print(
-        f"{'size':4} {'width':>5} {'depth':>5} {'heads':>5} {'tokens':>6} {'params ours/peer (M)':>21} "
-        f"{'ours s':>8} {'peer s':>8} {'ratio':>6} {'+personal. s':>12}"
+        f"{'size':4} {'width':>5} {'depth':>5} {'heads':>5} {'tokens':>6} {'params ours/peer (M)':>21}"
+        + columns
+        + (columns.replace(" | ", " | compiled: ") if args.compile else "")
         + ("  MFU ours/peer" if on_gpu else "")
     )
     for size in sizes:
         print(
-            bench_size(size, args.batch, args.repeats, device, args.peak_tflops if on_gpu else None),
+            bench_size(
+                size, args.batch, args.repeats, device, args.peak_tflops if on_gpu else None, args.compile
+            ),
             flush=True,
         )
 

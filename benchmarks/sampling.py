@@ -3,9 +3,11 @@
 A small random Wan2.1 pipeline (transformer, UMT5 text encoder, AutoencoderKLWan) is saved in the published
 diffusers layout and imported with `alchemist model import-wan`. Both then generate the same prompt from the
 same initial noise with the same scheduler (flow-match Euler, shift 3) and classifier-free guidance against the
-empty prompt. Prints the time ratio ours / diffusers and the max difference of the two videos.
+empty prompt. Prints the time ratio ours / diffusers and the max difference of the two videos (caching off).
+`--cache-threshold` adds ours with the step cache (`model.sampler.StepCache`): its time, the steps it skipped
+and how far its video drifts from the uncached one.
 
-    python benchmarks/sampling.py [--steps 10] [--repeats 3] [--device cuda]
+    python benchmarks/sampling.py [--steps 10] [--repeats 3] [--cache-threshold 0.1] [--device cuda]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transformers import AutoTokenizer, UMT5Config, UMT5EncoderModel
 from model.alchemist import VideoAlchemist
 from model.encoders.text import minilm_folder
 from model.generator import Generator
+from model.sampler import StepCache
 from model.wan import import_wan
 
 PROMPT = "a red fox runs across a snowy field"
@@ -61,6 +64,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--cache-threshold", type=float, default=0.0, help="> 0: also time ours with the step cache"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -93,9 +99,24 @@ def main() -> None:
                 num_inference_steps=args.steps, guidance_scale=args.guidance, latents=noise.clone(), output_type="np",
             ).frames[0]  # fmt: skip
 
+        cache = StepCache(args.cache_threshold)
+
+        def run_cached() -> np.ndarray:
+            model.dit.step_cache = cache
+            try:
+                return run_ours()
+            finally:
+                model.dit.step_cache = None
+
+        runs = {"ours": run_ours, "peer": run_peer}
         with torch.no_grad():
-            difference = np.abs(run_ours().astype(np.float64) / 255 - run_peer().astype(np.float64)).max()
-            seconds = time_interleaved({"ours": run_ours, "peer": run_peer}, args.repeats, device)
+            plain = run_ours().astype(np.float64) / 255
+            difference = np.abs(plain - run_peer().astype(np.float64)).max()
+            if args.cache_threshold > 0:
+                drift = np.abs(run_cached().astype(np.float64) / 255 - plain).max()
+                computed = cache.computed
+                runs["cached"] = run_cached
+            seconds = time_interleaved(runs, args.repeats, device)
     print(
         f"device={device}, threads={torch.get_num_threads()}, fp32; Wan-shaped DiT width {args.width}, depth "
         f"{args.depth}; {args.frames}x{args.size}x{args.size} video, {args.steps} steps, guidance {args.guidance}"
@@ -104,6 +125,13 @@ def main() -> None:
         f"ours {seconds['ours']:.3f} s, WanPipeline {seconds['peer']:.3f} s, ratio {seconds['ours'] / seconds['peer']:.2f}; "
         f"max |ours - diffusers| = {difference:.4f} of full scale ({difference * 255:.2f} of 255 levels)"
     )
+    if args.cache_threshold > 0:
+        print(
+            f"step cache at {args.cache_threshold}: {seconds['cached']:.3f} s, speed-up "
+            f"{seconds['ours'] / seconds['cached']:.2f}x over uncached, ratio {seconds['cached'] / seconds['peer']:.2f}"
+            f" to WanPipeline; {computed} of {args.steps} steps computed; max |cached - uncached| = "
+            f"{drift:.4f} of full scale ({drift * 255:.1f} of 255 levels)"
+        )
 
 
 if __name__ == "__main__":
