@@ -55,15 +55,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from components.embedded import EmbeddedConfig  # noqa: E402
-from components.embedded.personalization import (  # noqa: E402
-    WORLD,
+from components.embedded.personalization import WORLD  # noqa: E402
+from components.evaluate import toyworld  # noqa: E402
+from components.evaluate.reference_check import (  # noqa: E402
     EvalSample,
     clip_masks,
     condition_references,
     load_rgb,
     load_rgba,
 )
-from components.evaluate import toyworld  # noqa: E402
 from components.manifest import read_manifest  # noqa: E402
 from components.media import read_video  # noqa: E402
 

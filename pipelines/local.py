@@ -26,7 +26,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from components.embedded.personalization import ReferenceCheck
+from components.evaluate.reference_check import ReferenceCheck
 from pipelines.pipeline import EXPERIMENTS
 
 
@@ -481,7 +481,8 @@ def try_generate(paths: WorkPaths, served: ServedModel) -> tuple[list[str], Path
 
 def check_references(paths: WorkPaths, summary: dict, settings: LocalSettings) -> ReferenceCheck:
     """Does a reference steer the trained model? Own vs swapped references, scored on the embedded truth."""
-    from components.embedded.personalization import held_out_samples, reference_check
+    from components.embedded.personalization import LANE_WORDS
+    from components.evaluate.reference_check import held_out_samples, reference_check
     from components.train.trainer import load_trained
     from model.generator import Generator
 
@@ -489,7 +490,9 @@ def check_references(paths: WorkPaths, summary: dict, settings: LocalSettings) -
     generator = Generator(load_trained(Path(summary["model"]), use_ema=True), device="cpu")
     video = generator.model.config.video
     samples = held_out_samples(paths.embedded, Path(summary["dataset"]), video.frames, video.height, limit=8)
-    check = reference_check(generator, samples, paths.root / "reference_check", steps=settings.eval_steps)
+    check = reference_check(
+        generator, samples, LANE_WORDS, paths.root / "reference_check", steps=settings.eval_steps
+    )
     print(
         f"  {'reference check':<14} {time.monotonic() - started:6.1f} s  {check.correct:.3f} vs swapped {check.swapped:.3f}"
     )
