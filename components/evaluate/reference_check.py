@@ -58,14 +58,14 @@ def clip_masks(paths: list[str], start: int, end: int, frames: int, size: int) -
 
 
 def condition_references(
-    samples: list[EvalSample], i: int, condition: str, words: tuple[str, ...]
+    samples: list[EvalSample], i: int, condition: str, lane_words: tuple[str, ...]
 ) -> dict[str, list[np.ndarray]]:
     """The references sample i is generated with: "correct" (its own), "shuffled" (the next sample's crops,
-    one per word; a word the donor lacks takes the donor's first crop in `words` order) or "none"."""
+    one per word; a word the donor lacks takes the donor's first crop in `lane_words` order) or "none"."""
     sample = samples[i]
     if condition == "shuffled":
         donor = samples[(i + 1) % len(samples)]
-        pool = [img for word in words for img in donor.references.get(word, [])]
+        pool = [img for word in lane_words for img in donor.references.get(word, [])]
         return {word: [donor.references.get(word, pool)[0]] for word in sample.references}
     if condition == "none":
         return {}
