@@ -64,7 +64,6 @@ def evaluate_command(
     steps: int = typer.Option(
         20,
         "--sample-steps",
-        "--steps",
         help="Sampler steps when generating (as in `pipeline run` and `generate`).",
     ),
     guidance: float = typer.Option(4.0, help="Classifier-free guidance when generating."),

@@ -16,7 +16,8 @@ def promote_command(
         help="MLflow run holding the candidate's eval/* metrics and its model artifact (the training run).",
     ),
     model_name: str = typer.Option(
-        "video_alchemist", help="Registered model name in the MLflow model registry (the pipeline's too)."
+        "video_alchemist",
+        help="The model's name in the MLflow registry and in the Triton repository (the pipeline's too).",
     ),
     policy: str = typer.Option("default", help="Gate policy: a YAML path or a bundled name (demo, default)."),
     artifact_path: str = typer.Option(
@@ -25,7 +26,6 @@ def promote_command(
     publish_repository: Path = typer.Option(
         None, help="Triton model repository to publish into on pass (version folder = registry version)."
     ),
-    triton_name: str = typer.Option("video_alchemist", help="Model name inside the Triton repository."),
     tracking_uri: str = typer.Option(
         None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///work/mlflow.db)."
     ),
@@ -46,7 +46,7 @@ def promote_command(
     mlflow.set_registry_uri(uri)
     try:
         gate_policy = load_policy(policy)
-        publish = repository_publisher(publish_repository, triton_name) if publish_repository else None
+        publish = repository_publisher(publish_repository, model_name) if publish_repository else None
         decision = promote(run_id, model_name, gate_policy, artifact_path=artifact_path, publish=publish)
     except (PolicyError, PromotionError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -23,7 +23,7 @@ HEADING = "## The `alchemist` command line, step by step"
 SMALLEST = {
     "--samples 48": "--samples 24",
     "--train-steps 60": "--train-steps 1",
-    "--steps 10": "--steps 1",
+    "--sample-steps 10": "--sample-steps 1",
     "--limit 4": "--limit 1",
 }
 

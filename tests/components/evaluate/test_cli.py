@@ -79,7 +79,7 @@ def test_evaluate_of_a_checkpoint_logs_into_its_training_run(
         "16",
         "--limit",
         "1",
-        "--steps",
+        "--sample-steps",
         "1",
         "--out",
         str(tmp_path / "out"),
