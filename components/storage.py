@@ -134,6 +134,15 @@ def upload(path: Path | str, uri: str) -> list[str]:
     return [f"s3://{s3.bucket}/{key}" for _, key in pairs]
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks so multi-gigabyte weights never sit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _list_objects(client: Any, s3: S3Uri) -> list[dict[str, Any]]:
     """The object named by the key if it exists, else every object under the key as a prefix."""
     from botocore.exceptions import ClientError

@@ -31,8 +31,9 @@ from components.evaluate.toyworld import (
     score_sample,
     toy_truth_for_benchmark,
 )
-from components.evaluate.video_io import read_image, sha256_array, sha256_file
+from components.evaluate.video_io import read_image, sha256_array
 from components.media import read_video
+from components.storage import file_sha256
 
 VideoInput = str | Path | np.ndarray | tuple[np.ndarray, float]
 SUBJECTS_CACHE_VERSION = (
@@ -89,7 +90,7 @@ def load_video_input(
     else:
         decoded = read_video(video)
         frames, fps = decoded.frames, decoded.fps
-        sha = sha256_file(video)
+        sha = file_sha256(video)
         fps = fps or default_fps
     if num_frames is not None:
         frames = frames[:num_frames]
@@ -127,10 +128,10 @@ class _Scorer:
 
     def gt_frames(self, sample: BenchmarkSample) -> np.ndarray:
         if sample.gt_frames:
-            sha = "+".join(sha256_file(p) for p in sample.gt_frames)
+            sha = "+".join(file_sha256(p) for p in sample.gt_frames)
             frames = lambda: np.stack([read_image(p)[..., :3] for p in sample.gt_frames])  # noqa: E731
         elif sample.gt_video is not None:
-            sha = f"{sha256_file(sample.gt_video)}:{GT_FRAME_FRACTIONS}"
+            sha = f"{file_sha256(sample.gt_video)}:{GT_FRAME_FRACTIONS}"
             frames = lambda: read_video(sample.gt_video, at=GT_FRAME_FRACTIONS).frames  # noqa: E731
         else:
             raise EvaluationError(
@@ -148,7 +149,7 @@ class _Scorer:
             embs = []
             for p in paths:
                 e = self._cached(
-                    sha256_file(p),
+                    file_sha256(p),
                     dino.model_id,
                     "dino_reference",
                     lambda p=p: {"emb": dino(preprocess.dino_reference(read_image(p))[None])[0]},
@@ -188,7 +189,7 @@ class _Scorer:
         faces = self.suite.faces
         embs = [
             self._cached(
-                sha256_file(p),
+                file_sha256(p),
                 faces.model_id,
                 "face_reference",
                 lambda p=p: {"emb": faces.embed_crops([read_image(p)[..., :3]])[0]},

@@ -1,4 +1,5 @@
-"""Reading benchmark images and fingerprinting files and arrays (videos decode through components/media.py)."""
+"""Reading benchmark images and fingerprinting arrays (videos decode through components/media.py; files hash
+with `components.storage.file_sha256`)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,6 @@ def read_image(path: str | Path) -> np.ndarray:
     """uint8 [H, W, 3] or [H, W, 4] (alpha kept: the benchmark's references are transparent PNGs)."""
     image = Image.open(path)
     return np.array(image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB"))
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_array(array: np.ndarray) -> str:

@@ -20,7 +20,6 @@ before it, and a Triton pod needs no S3 access to start.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import uuid
@@ -30,7 +29,7 @@ from typing import Literal
 
 import model as model_package
 import serving as serving_package
-from components.storage import is_s3, materialize
+from components.storage import file_sha256, is_s3, materialize
 from serving import protocol as P
 from serving.launcher import EXPORT_ID_KEY
 
@@ -132,14 +131,6 @@ def render_config(
     ]
     lines += [",\n".join(params), "]", ""]
     return "\n".join(lines)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _next_version(model_dir: Path) -> int:
@@ -263,7 +254,7 @@ def export_model_repository(
         )
     )
     bundled, external = bundle_encoders(config, version_dir, bundle)
-    weights_sha = _sha256(version_dir / "checkpoint" / "model.safetensors")
+    weights_sha = file_sha256(version_dir / "checkpoint" / "model.safetensors")
     result = ExportResult(
         repository_dir=repository_dir,
         model_name=model_name,

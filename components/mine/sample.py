@@ -7,7 +7,6 @@ references and the inpainted background. Any failure raises SampleRejected with 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from components.mine.segment import (
     SegmentRequest,
     detection_from_mask,
 )
+from components.storage import file_sha256
 
 
 class SampleRejected(Exception):
@@ -137,7 +137,7 @@ def mine_sample(
         "num_frames": len(layout.clip),
         "width": int(frames.shape[2]),
         "height": int(frames.shape[1]),
-        "sha256": hashlib.sha256(clip_path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(clip_path),
         "clip_start": layout.clip[0],
         "clip_end": layout.clip[-1] + 1,
         "background_path": _rel(background_path, out),

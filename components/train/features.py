@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from components.storage import file_sha256
 from components.train.dataset import Batch, ManifestDataset, Sample, SampleSize
 from model.batch import EncodedBatch, EncodedConditioning, EntityReference, TrainingBatch
 from model.binding import EntityTokens
@@ -51,14 +52,6 @@ def encoder_identity(model: Any) -> dict[str, Any]:
             config["weights_sha256"] = digest.hexdigest()
         identity[name] = config
     return identity
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def cache_key(dataset_dir: Path, model: Any, size: SampleSize) -> str:

@@ -8,7 +8,6 @@ no frame size to match) is left null, so one broken file is reported once, by th
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from components.manifest import ENTITY, MANIFEST, NULLABLE, accepts, read_table, type_name
 from components.media import VideoError, read_video
+from components.storage import file_sha256
 from components.validate.config import ValidationConfig
 
 
@@ -245,8 +245,4 @@ class _FileChecker:
         return len(frames), frames.shape[2], frames.shape[1]
 
     def _sha256(self, relative: str) -> str:
-        digest = hashlib.sha256()
-        with open(self.root / relative, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return file_sha256(self.root / relative)

@@ -1,14 +1,25 @@
 """Object storage against a real S3-compatible HTTP endpoint (moto's server) started by the test."""
 
+import hashlib
+
 import pytest
 
-from components.storage import StorageError, materialize, upload
+from components.storage import StorageError, file_sha256, materialize, upload
 
 
 def test_local_path_passes_through(tmp_path):
     assert materialize(str(tmp_path)) == tmp_path
     with pytest.raises(StorageError, match="does not exist"):
         materialize(str(tmp_path / "missing"))
+
+
+def test_file_digest_is_the_sha256_of_every_byte_across_chunks(tmp_path):
+    path = tmp_path / "weights.bin"
+    data = bytes(range(256)) * 5000  # 1.2 MiB: more than one read chunk
+    path.write_bytes(data)
+    assert file_sha256(path) == file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
+    path.write_bytes(data[:-1] + b"\x00")
+    assert file_sha256(path) != hashlib.sha256(data).hexdigest()
 
 
 def test_prefix_round_trip_and_cache(s3_env, tmp_path):
