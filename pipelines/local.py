@@ -267,7 +267,10 @@ def _task_names(run_dir: Path) -> list[str]:
 
 def _last_error(log: Path) -> str | None:
     """The last exception line a step printed ("EvaluationError: benchmark ... has no samples"), if any."""
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+    # torch.distributed prefixes a rank's traceback lines with "[rank0]: "
+    lines = [
+        re.sub(r"^\[rank\d+\]:\s*", "", line.strip()) for line in log.read_text(errors="replace").splitlines()
+    ]
     errors = [line for line in lines if re.match(r"^([\w.]+\.)?\w+(Error|Exception): ", line)]
     return re.sub(r"^(\w+\.)+", "", errors[-1]) if errors else None  # without the module path
 
