@@ -13,10 +13,12 @@ dropped because the GPU path does not keep it).
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import torch
 
+from components.train.lora import BACKBONE_TARGETS
 from model.binding import EntityBinder
 from model.blocks import DiTBlock
 from model.config import preset
@@ -67,7 +69,12 @@ def report(name: str, gpus: int, lora_rank: int) -> list[str]:
         p.numel() for p in binder.parameters()
     )
     d, f, depth = dit_cfg.hidden_size, dit_cfg.ffn_dim, dit_cfg.depth
-    lora = depth * lora_rank * (8 * 2 * d + 2 * (d + f)) if lora_rank else 0  # 8 attention linears, 2 FFN
+    # LoRA adds rank * (in + out) per adapted linear: exactly the layers training adapts
+    lora = lora_rank * sum(
+        m.in_features + m.out_features
+        for name, m in dit.named_modules()
+        if isinstance(m, torch.nn.Linear) and re.fullmatch(BACKBONE_TARGETS, name)
+    )
     t, h, w = config.video.frames, config.video.height, config.video.width
     tokens = config.video_tokens(t, h, w)
     per_token = saved_bytes_per_token(d, dit_cfg.num_heads, f, config.text.max_length)
