@@ -101,9 +101,9 @@ class LocalSettings:
     shards: int = 2
     # `small` is the smallest preset that can paint a clean frame (model/README.md); `tiny` only makes noise.
     preset: str = "small"
-    # The learnability benchmark's recipe (benchmarks/README.md), shortened to fit the demo's budget.
-    stage1_steps: int = 200
-    stage2_steps: int = 1000
+    # The learnability benchmark's recipe (benchmarks/README.md), shortened to fit the demo's 15 minutes.
+    stage1_steps: int = 100
+    stage2_steps: int = 400
     learning_rate: float = 7e-4
     batch_size: int = 8
     warmup_steps: int = 30

@@ -63,7 +63,10 @@ def train(
             experiment=experiment,
             run_name=f"{preset}-{data_rev[:8] or 'data'}",
             data_rev=data_rev or None,
-            data=DataConfig(manifest=Path(dataset.path), batch_size=batch_size),
+            # decoded clips are cached for the stage: every epoch after the first reads arrays, not MP4s
+            data=DataConfig(
+                manifest=Path(dataset.path), batch_size=batch_size, cache_dir=Path(work) / "clips"
+            ),
             optim=OptimConfig(lr=learning_rate, warmup_steps=warmup_steps),
             **({"deepspeed_config": Path(deepspeed_config)} if deepspeed_config else {}),
         )
