@@ -102,8 +102,8 @@ class LocalSettings:
     # `small` is the smallest preset that can paint a clean frame (model/README.md); `tiny` only makes noise.
     preset: str = "small"
     # The learnability benchmark's recipe (benchmarks/README.md), shortened to fit the demo's 15 minutes.
-    stage1_steps: int = 100
-    stage2_steps: int = 400
+    stage1_steps: int = 60
+    stage2_steps: int = 300
     learning_rate: float = 7e-4
     batch_size: int = 8
     warmup_steps: int = 30
@@ -484,12 +484,15 @@ def try_generate(paths: WorkPaths, served: ServedModel) -> tuple[list[str], Path
 
 def check_references(paths: WorkPaths, summary: dict, settings: LocalSettings) -> ReferenceCheck:
     """Does a reference steer the trained model? Own vs swapped references, scored on the embedded truth."""
+    from transformers.utils import logging as transformers_logging
+
     from components.embedded.personalization import LANE_WORDS
     from components.evaluate.reference_check import held_out_samples, reference_check
     from components.train.trainer import load_trained
     from model.generator import Generator
 
     started = time.monotonic()
+    transformers_logging.disable_progress_bar()  # the step's one line is the whole report
     generator = Generator(load_trained(Path(summary["model"]), use_ema=True), device="cpu")
     video = generator.model.config.video
     samples = held_out_samples(paths.embedded, Path(summary["dataset"]), video.frames, video.height, limit=8)

@@ -55,8 +55,8 @@ def run(
     preset: str = typer.Option(
         "small", help="Model size preset: small on CPU (tiny: plumbing, makes noise)."
     ),
-    stage1_steps: int = typer.Option(100, help="Optimizer steps of training stage 1 (text cross-attention)."),
-    stage2_steps: int = typer.Option(400, help="Optimizer steps of training stage 2 (personalization)."),
+    stage1_steps: int = typer.Option(60, help="Optimizer steps of training stage 1 (text cross-attention)."),
+    stage2_steps: int = typer.Option(300, help="Optimizer steps of training stage 2 (personalization)."),
     lr: float = typer.Option(7e-4, "--lr", help="Peak learning rate of both training stages (AdamW)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Training micro-batch size."),
     warmup_steps: int = typer.Option(30, "--warmup-steps", help="Linear warmup steps of each stage."),
