@@ -13,7 +13,9 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 from torch import nn
 
-BACKBONE_TARGETS = r"blocks\.\d+\.(self_attn|text_attn)\.(to_qkv|to_q|to_kv|to_out)|blocks\.\d+\.mlp\.(fc1|fc2)"
+BACKBONE_TARGETS = (
+    r"blocks\.\d+\.(self_attn|text_attn)\.(to_qkv|to_q|to_kv|to_out)|blocks\.\d+\.mlp\.(fc1|fc2)"
+)
 ADAPTER = "default"
 
 
