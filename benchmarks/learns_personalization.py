@@ -126,7 +126,8 @@ def build_role_dataset(
     embedded: Path, mined: Path, out: Path, frames: int, size: int
 ) -> tuple[Path, list[EvalSample]]:
     """Write the derived manifest (media shared with the mined dataset) and the held-out evaluation set."""
-    from components.embedded import BACKDROPS, load_ground_truth
+    from components.embedded import BACKDROPS
+    from components.ground_truth import load_ground_truth
 
     truth = load_ground_truth(embedded)
     photos = embedded / "ground_truth" / "identities"

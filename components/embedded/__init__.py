@@ -3,7 +3,6 @@
 from components.embedded.compose import EmbeddedConfig, RenderedSample, SamplePlan, plan_sample, render_sample
 from components.embedded.generate import EmbeddedDataset, generate_embedded_dataset
 from components.embedded.identities import BACKDROPS, IDENTITIES, backdrop_texture, identity_crop
-from components.ground_truth import load_ground_truth, load_mask
 
 __all__ = [
     "BACKDROPS",
@@ -15,8 +14,6 @@ __all__ = [
     "backdrop_texture",
     "generate_embedded_dataset",
     "identity_crop",
-    "load_ground_truth",
-    "load_mask",
     "plan_sample",
     "render_sample",
 ]

@@ -10,11 +10,10 @@ from components.embedded import (
     IDENTITIES,
     EmbeddedConfig,
     generate_embedded_dataset,
-    load_ground_truth,
-    load_mask,
     plan_sample,
     render_sample,
 )
+from components.ground_truth import load_ground_truth, load_mask
 
 
 def test_same_seed_same_clip_and_other_seed_differs():

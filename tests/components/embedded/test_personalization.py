@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.embedded import generate_embedded_dataset, load_ground_truth, load_mask
+from components.embedded import generate_embedded_dataset
 from components.embedded.personalization import DEMO_WORLD, LANE_WORDS
+from components.ground_truth import load_ground_truth, load_mask
 
 
 def test_lane_words_name_the_upper_and_the_lower_entity(tmp_path):
