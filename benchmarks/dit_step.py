@@ -141,10 +141,12 @@ def bench_size(
 
     def step(ours_fn: Callable, peer_fn: Callable) -> dict[str, Callable[[], None]]:
         def run_ours(cond: Conditioning) -> None:
+            ours.zero_grad(set_to_none=True)  # as an optimizer step leaves them: written, not accumulated
             with autocast:
                 ours_fn(latents, t, cond).float().square().mean().backward()
 
         def run_peer() -> None:
+            peer.zero_grad(set_to_none=True)
             with autocast:
                 peer_fn(latents, t * 1000, text, return_dict=False)[0].float().square().mean().backward()
 

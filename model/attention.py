@@ -1,4 +1,5 @@
-"""The one place the attention backend is chosen: flash-attn on GPU when importable, else PyTorch SDPA."""
+"""The one place the attention backend is chosen: flash-attn on GPU when importable, else PyTorch SDPA; and the
+softmax of a short context's scores, which `blocks.CrossAttention` computes with plain matmuls."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def flash_attention_usable(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
     )
 
 
+def attendable(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A boolean key mask [B, L_k] made safe for softmax, and which samples have any key at all [B].
+    A sample without keys gets a dummy key (softmax over nothing is NaN); its caller zeroes its output."""
+    any_key = mask.any(dim=-1)
+    return mask | ~any_key[:, None], any_key
+
+
 def attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -33,7 +41,15 @@ def attention(
         return out.transpose(1, 2)
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)
-    any_key = mask.any(dim=-1)  # [B]
-    safe_mask = mask | ~any_key[:, None]  # SDPA returns NaN on fully masked rows; give them a dummy key
+    safe_mask, any_key = attendable(mask)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask[:, None, None, :])
     return out * any_key[:, None, None, None].to(out.dtype)
+
+
+def context_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax of scores [B, L_q, heads, L_k] over each head's keys, `mask` [B, L_k] as in `attention`; rows
+    with every key masked come out finite, for their caller to zero."""
+    if mask is not None:
+        safe_mask, _ = attendable(mask)
+        scores = scores.masked_fill(~safe_mask[:, None, None, :], float("-inf"))
+    return scores.softmax(dim=-1)

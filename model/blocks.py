@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from model.attention import attention
+from model.attention import attention, context_softmax
 from model.config import QKNorm
 from model.layers import FeedForward, FP32LayerNorm, RMSNorm
 from model.rope import apply_rotary
-
-KeysValues = tuple[torch.Tensor, torch.Tensor]  # (B, heads, L, head_dim) each
 
 
 def concatenate_projections(
@@ -39,10 +37,30 @@ def fused_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return state
 
 
+class KeysValues(NamedTuple):
+    """A context's keys and values, [B, heads, L, head_dim] each."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class ShortContext(NamedTuple):
+    """A short context (heads * L < D: a caption, a few references) laid out so that attending to it takes two
+    matmuls per query. `keys` [B, D, heads * L] are block-diagonal over heads (head h's channels meet only its own
+    L columns) and carry the query norm's weight and the softmax scale; `values` [B, heads * L, D] are each
+    head's values already multiplied by its slice of the output projection W_o:
+    out = sum_h softmax(q_h k_h^T / sqrt(d)) (v_h W_o,h^T) + b_o, the same function as attention then W_o, with
+    heads * L * D multiplications per query instead of D^2 + 2 L D, and fixed for a whole generation."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
 class Heads(nn.Module):
     """What self- and cross-attention share: head split, QK-norm, the output projection.
 
-    QK-norm is an RMSNorm over each head, or over all heads together (`across_heads`, Wan's form)."""
+    QK-norm is an RMSNorm over each head, or over all heads together (`across_heads`, Wan's form). Tokens stay
+    [B, L, heads, head_dim] until attention, which takes [B, heads, L, head_dim] views of them."""
 
     def __init__(self, dim: int, num_heads: int, qk_norm: QKNorm, eps: float) -> None:
         super().__init__()
@@ -63,11 +81,11 @@ class Heads(nn.Module):
         """`load_state_dict` of a checkpoint with separate q/k/v projections concatenates them on the fly."""
         concatenate_projections(state, prefix, self.separate, self.fused)
 
-    def heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # (B, heads, L, head_dim)
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, -1))  # (B, L, heads, head_dim)
 
-    def normed_heads(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-        return self.heads(norm(x)) if self.qk_norm == "across_heads" else norm(self.heads(x))
+    def normed(self, x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
+        return self.split(norm(x)) if self.qk_norm == "across_heads" else norm(self.split(x))
 
     def output(self, out: torch.Tensor) -> torch.Tensor:
         return self.to_out(out.transpose(1, 2).flatten(2))  # (B, L, D)
@@ -82,14 +100,18 @@ class SelfAttention(Heads):
 
     separate, fused = ("to_q", "to_k", "to_v"), "to_qkv"
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
         q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        q, k = self.normed_heads(q, self.norm_q), self.normed_heads(k, self.norm_k)
-        return self.output(attention(apply_rotary(q, *rope), apply_rotary(k, *rope), self.heads(v)))
+        q = apply_rotary(self.normed(q, self.norm_q), rope)
+        k = apply_rotary(self.normed(k, self.norm_k), rope)
+        return self.output(attention(q.transpose(1, 2), k.transpose(1, 2), self.split(v).transpose(1, 2)))
 
 
 class CrossAttention(Heads):
-    """Video tokens attend to a context (text, or bound references); its keys and values from one projection."""
+    """Video tokens attend to a context (text, or bound references); its keys and values from one projection.
+
+    A context of L tokens with heads * L < D (a caption, a few references) is attended as a `ShortContext`: the
+    same function with fewer multiplications and kernels per video token."""
 
     def __init__(self, dim: int, num_heads: int, qk_norm: QKNorm, eps: float = 1e-6) -> None:
         super().__init__(dim, num_heads, qk_norm, eps)
@@ -98,27 +120,61 @@ class CrossAttention(Heads):
 
     separate, fused = ("to_k", "to_v"), "to_kv"
 
-    def keys_values(self, context: torch.Tensor) -> KeysValues:
+    def is_short(self, context_length: int) -> bool:
+        """Whether a context this long attends as a `ShortContext`: when that is cheaper, and only with a plain
+        W_o (a LoRA-wrapped projection is applied as it stands, its adapter included)."""
+        return type(self.to_out) is nn.Linear and self.num_heads * context_length < self.to_out.in_features
+
+    def keys_values(self, context: torch.Tensor) -> KeysValues | ShortContext:
         """A context's keys and values: fixed for a whole generation, so a sampler computes them once."""
         k, v = self.to_kv(context).chunk(2, dim=-1)
-        return self.normed_heads(k, self.norm_k), self.heads(v)
+        keys, values = self.normed(k, self.norm_k).transpose(1, 2), self.split(v).transpose(1, 2)
+        return (
+            self.short_context(keys, values) if self.is_short(context.shape[1]) else KeysValues(keys, values)
+        )
+
+    def short_context(self, keys: torch.Tensor, values: torch.Tensor) -> ShortContext:
+        batch, heads, length, head_dim = keys.shape
+        query_weight = 1.0 if self.qk_norm == "none" else self.norm_q.weight.view(-1, 1, head_dim)
+        keys = keys * query_weight * head_dim**-0.5
+        eye = torch.eye(heads, dtype=keys.dtype, device=keys.device)
+        block_keys = torch.einsum("bhld,hg->bhdgl", keys, eye).reshape(
+            batch, heads * head_dim, heads * length
+        )
+        out_weight = self.to_out.weight.unflatten(1, (heads, head_dim))  # (D, heads, head_dim)
+        folded = torch.einsum("bhld,ehd->bhle", values, out_weight).reshape(batch, heads * length, -1)
+        return ShortContext(block_keys, folded)
+
+    def query_scale(self, q: torch.Tensor) -> torch.Tensor | float:
+        """1 / RMS of each query, over all heads or per head [B, L, heads or 1, 1]: QK-norm without its weight,
+        which a `ShortContext`'s keys carry, applied to the scores instead of to the queries."""
+        if self.qk_norm == "none":
+            return 1.0
+        grouped = q.float().unflatten(-1, (1 if self.qk_norm == "across_heads" else self.num_heads, -1))
+        return torch.rsqrt(grouped.square().mean(-1, keepdim=True) + self.norm_q.eps)
 
     def forward(
         self,
         x: torch.Tensor,
-        context: torch.Tensor | KeysValues,  # a context, or its precomputed keys and values
+        context: torch.Tensor | KeysValues | ShortContext,  # a context, or its precomputed keys and values
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        q = self.normed_heads(self.to_q(x), self.norm_q)
-        k, v = context if isinstance(context, tuple) else self.keys_values(context)
-        out = self.output(attention(q, k, v, mask))
+        context = context if isinstance(context, tuple) else self.keys_values(context)
+        if isinstance(context, ShortContext):
+            q = self.to_q(x)
+            scores = (q @ context.keys).unflatten(-1, (self.num_heads, -1)) * self.query_scale(q)
+            weights = context_softmax(scores, mask).flatten(-2).to(context.values.dtype)
+            out = torch.baddbmm(self.to_out.bias.to(weights.dtype), weights, context.values)
+        else:
+            q = self.normed(self.to_q(x), self.norm_q).transpose(1, 2)
+            out = self.output(attention(q, context.keys, context.values, mask))
         if mask is not None:  # a sample with nothing to attend to gets no update, not the output bias
             out = out * mask.any(dim=-1)[:, None, None].to(out.dtype)
         return out
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    return torch.addcmul(shift, x, 1 + scale)  # x * (1 + scale) + shift in one kernel
 
 
 class DiTBlock(nn.Module):
@@ -164,19 +220,22 @@ class DiTBlock(nn.Module):
         self,
         x: torch.Tensor,  # (B, L, D) video tokens
         time_modulation: torch.Tensor,  # (B, 6, D)
-        rope: tuple[torch.Tensor, torch.Tensor],
-        text: torch.Tensor | KeysValues,  # (B, L_text, D), or this block's keys and values of it
+        rope: torch.Tensor,  # (L, head_dim // 2) complex rotations
+        text: torch.Tensor
+        | KeysValues
+        | ShortContext,  # (B, L_text, D), or this block's keys and values of it
         text_mask: torch.Tensor | None,  # (B, L_text); None: every token valid
         reference: torch.Tensor
         | KeysValues
+        | ShortContext
         | None = None,  # (B, L_ref, D) bound entity tokens; None in stage 1
         reference_mask: torch.Tensor | None = None,  # (B, L_ref)
     ) -> torch.Tensor:
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation + time_modulation).chunk(
             6, dim=1
         )
-        x = x + gate_sa * self.self_attn(modulate(self.norm_self(x), shift_sa, scale_sa), rope)
+        x = torch.addcmul(x, gate_sa, self.self_attn(modulate(self.norm_self(x), shift_sa, scale_sa), rope))
         x = x + self.text_attn(self.norm_text(x), text, text_mask)
         if self.personalization and reference is not None:
             x = x + self.ref_attn(self.norm_ref(x), reference, reference_mask)
-        return x + gate_ff * self.mlp(modulate(self.norm_mlp(x), shift_ff, scale_ff))
+        return torch.addcmul(x, gate_ff, self.mlp(modulate(self.norm_mlp(x), shift_ff, scale_ff)))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from model.blocks import DiTBlock, KeysValues, modulate
+from model.blocks import DiTBlock, KeysValues, ShortContext, modulate
 from model.config import DiTConfig
 from model.layers import FP32LayerNorm, timestep_embedding
 from model.rope import RotaryEmbedding3D, frame_position_embedding
@@ -35,9 +35,9 @@ class CrossContext:
     """Every block's keys and values of the text and the references: they depend on the conditioning alone,
     so a sampler computes them once per generation instead of once per step (`VideoDiT.cross_context`)."""
 
-    text: list[KeysValues]
+    text: list[KeysValues | ShortContext]
     text_mask: torch.Tensor | None
-    reference: list[KeysValues] | None
+    reference: list[KeysValues | ShortContext] | None
     reference_mask: torch.Tensor | None
 
 

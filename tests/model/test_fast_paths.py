@@ -1,15 +1,19 @@
 """The fast paths compute what the plain paths compute: fused q/k/v projections against the separate ones of
 older checkpoints, cross-attention keys and values projected once per generation, the guidance passes stacked
-into one batch, the step cache switched off, and the fp32 time conditioning under bf16 autocast."""
+into one batch, the step cache switched off, the fp32 time conditioning under bf16 autocast, and a short
+context's attention with the output projection folded into its values."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from safetensors.torch import load_file, save_file
 
 from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
+from model.blocks import CrossAttention, KeysValues, ShortContext
 from model.dit import VideoDiT, stack_conditioning
 from model.flow import guided_velocity, predicted_x0
 from model.generator import Generator
@@ -155,3 +159,39 @@ def test_step_cache_skips_steps_whose_input_barely_moved(trained):
     assert loose.computed == 1 and loose.skipped == 5  # a fresh generation always computes its first step
     cached_generation(trained, loose)
     assert loose.computed == 2  # a new generation (new context) starts the cache afresh
+
+
+@pytest.mark.parametrize("qk_norm", ["across_heads", "per_head", "none"])
+def test_a_short_context_attends_as_attention_then_the_output_projection(qk_norm):
+    """The two-matmul `ShortContext` path against SDPA then W_o: outputs and every gradient, with a padded
+    context and a sample whose keys are all masked (its update stays zero)."""
+    torch.manual_seed(0)
+    attention = CrossAttention(48, 4, qk_norm)
+    for parameter in attention.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    x, context = torch.randn(3, 20, 48), torch.randn(3, 5, 48)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    assert attention.is_short(5) and isinstance(attention.keys_values(context), ShortContext)
+
+    def run(short: bool, mask: torch.Tensor | None):
+        attention.zero_grad(set_to_none=True)
+        attention.is_short = lambda length: short
+        out = attention(x, context, mask)
+        out.square().sum().backward()
+        del attention.is_short
+        return out.detach(), {n: p.grad.clone() for n, p in attention.named_parameters()}
+
+    for key_mask in (None, mask):
+        (fast, fast_grads), (plain, plain_grads) = run(True, key_mask), run(False, key_mask)
+        torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+        for name, grad in plain_grads.items():
+            assert (fast_grads[name] - grad).abs().max() <= 1e-5 * grad.abs().max(), name
+    assert fast[2].abs().max() == 0 and fast[0].abs().max() > 0.1
+
+
+def test_a_long_context_or_an_adapted_output_projection_takes_plain_attention():
+    attention = CrossAttention(48, 4, "across_heads")
+    assert attention.is_short(11) and not attention.is_short(12)  # 4 heads x 12 keys is no longer < 48
+    assert isinstance(attention.keys_values(torch.randn(1, 12, 48)), KeysValues)
+    inject_adapter_in_model(LoraConfig(r=2, target_modules=["to_out"]), attention)
+    assert not attention.is_short(1)  # W_o plus its adapter is applied as a module, never folded

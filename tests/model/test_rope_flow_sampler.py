@@ -10,7 +10,7 @@ from model.sampler import sample
 def test_rope_scores_depend_only_on_relative_position():
     head_dim = 24
     rope = RotaryEmbedding3D(head_dim)
-    cos, sin = rope((4, 5, 6), torch.device("cpu"))
+    rotations = rope((4, 5, 6), torch.device("cpu"))
     generator = torch.Generator().manual_seed(0)
     q, k = (
         torch.randn(1, 1, 1, head_dim, generator=generator),
@@ -21,8 +21,8 @@ def test_rope_scores_depend_only_on_relative_position():
         return (t * 5 + h) * 6 + w
 
     def score(a, b):
-        qa = apply_rotary(q, cos[a : a + 1], sin[a : a + 1])
-        kb = apply_rotary(k, cos[b : b + 1], sin[b : b + 1])
+        qa = apply_rotary(q, rotations[a : a + 1])
+        kb = apply_rotary(k, rotations[b : b + 1])
         return (qa * kb).sum().item()
 
     shift = (1, 2, 3)
@@ -30,7 +30,7 @@ def test_rope_scores_depend_only_on_relative_position():
     moved = score(index(2, 1, 1), index(2 + shift[0], 1 + shift[1], 1 + shift[2]))
     assert moved == pytest.approx(base, abs=1e-5)
     assert score(index(0, 0, 0), index(0, 0, 1)) != pytest.approx(base, abs=1e-3)
-    norms = apply_rotary(q.expand(1, 1, 120, head_dim), cos, sin).norm(dim=-1)
+    norms = apply_rotary(q.expand(1, 120, 1, head_dim), rotations).norm(dim=-1)
     torch.testing.assert_close(norms, q.norm().expand_as(norms))  # a rotation keeps lengths
 
 
