@@ -3,7 +3,8 @@
 A small random Wan2.1 pipeline (transformer, UMT5 text encoder, AutoencoderKLWan) is saved in the published
 diffusers layout and imported with `alchemist model import-wan`. Both then generate the same prompt from the
 same initial noise with the same scheduler (flow-match Euler, shift 3) and classifier-free guidance against the
-empty prompt. Prints the time ratio ours / diffusers and the max difference of the two videos (caching off).
+empty prompt. Prints the time ratio ours / diffusers, the same ratio for each phase (encoding the conditioning, denoising,
+decoding) and the max difference of the two videos (caching off).
 `--cache-threshold` adds ours with the step cache (`model.sampler.StepCache`): its time, the steps it skipped
 and how far its video drifts from the uncached one.
 
@@ -13,7 +14,11 @@ and how far its video drifts from the uncached one.
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +35,42 @@ from model.wan import import_wan
 
 PROMPT = "a red fox runs across a snowy field"
 SHIFT = 3.0
+
+
+PHASES = ("encode", "denoise", "decode")
+
+
+class PhaseClock:
+    """Seconds each run of a pipeline spends in its phases, found by wrapping the methods that do them."""
+
+    def __init__(self) -> None:
+        self.current: dict[str, float] = defaultdict(float)
+        self.runs: list[dict[str, float]] = []
+
+    def wrap(self, owner: object, method: str, phase: str) -> None:
+        inner = getattr(owner, method)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.current[phase] += time.perf_counter() - start
+
+        setattr(owner, method, timed)
+
+    def run(self, fn: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+        def timed_run() -> np.ndarray:
+            self.current = defaultdict(float)
+            try:
+                return fn()
+            finally:
+                self.runs.append(dict(self.current))
+
+        return timed_run
+
+    def median(self, phase: str) -> float:
+        return statistics.median(run.get(phase, 0.0) for run in self.runs[1:])  # past the warm-up
 
 
 def save_pipeline(root: Path, width: int, depth: int) -> None:
@@ -108,7 +149,17 @@ def main() -> None:
             finally:
                 model.dit.step_cache = None
 
-        runs = {"ours": run_ours, "peer": run_peer}
+        ours_clock, peer_clock = PhaseClock(), PhaseClock()
+        for clock, owner, method, phase in (
+            (ours_clock, model, "encode_conditioning", "encode"),
+            (ours_clock, model.dit, "forward", "denoise"),
+            (ours_clock, model.vae, "decode", "decode"),
+            (peer_clock, peer, "encode_prompt", "encode"),
+            (peer_clock, peer.transformer, "forward", "denoise"),
+            (peer_clock, peer.vae, "decode", "decode"),
+        ):
+            clock.wrap(owner, method, phase)
+        runs = {"ours": ours_clock.run(run_ours), "peer": peer_clock.run(run_peer)}
         with torch.no_grad():
             plain = run_ours().astype(np.float64) / 255
             difference = np.abs(plain - run_peer().astype(np.float64)).max()
@@ -124,6 +175,14 @@ def main() -> None:
     print(
         f"ours {seconds['ours']:.3f} s, WanPipeline {seconds['peer']:.3f} s, ratio {seconds['ours'] / seconds['peer']:.2f}; "
         f"max |ours - diffusers| = {difference:.4f} of full scale ({difference * 255:.2f} of 255 levels)"
+    )
+    print(
+        "by phase, ours / WanPipeline: "
+        + "; ".join(
+            f"{phase} {ours_clock.median(phase):.3f} / {peer_clock.median(phase):.3f} s "
+            f"({ours_clock.median(phase) / max(peer_clock.median(phase), 1e-9):.2f})"
+            for phase in PHASES
+        )
     )
     if args.cache_threshold > 0:
         print(

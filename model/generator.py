@@ -171,7 +171,7 @@ class Generator:
             [request], reference_guidance=reference_guidance, progress=progress, **settings
         )[0]
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_batch(
         self,
         requests: Sequence[GenerationRequest],
@@ -205,13 +205,13 @@ class Generator:
 
         model, batch = self.model, len(requests)
         yes, no = torch.ones(batch, dtype=torch.bool), torch.zeros(batch, dtype=torch.bool)
-        full = model.condition(prompts, entities, backgrounds)
+        # The encoders run once; every guidance branch is the same encoding with parts dropped.
+        encoded = model.encode_conditioning(prompts, entities, backgrounds, model.uses_personalization)
+        full = model.condition_from(encoded)
         guided = guidance != 1.0
-        null = model.condition(prompts, entities, backgrounds, yes, yes) if guided else None
+        null = model.condition_from(encoded, yes, yes) if guided else None
         text_only = (
-            model.condition(prompts, entities, backgrounds, no, yes)
-            if guided and reference_guidance is not None
-            else None
+            model.condition_from(encoded, no, yes) if guided and reference_guidance is not None else None
         )
 
         # The guidance passes run as one batch, and every cross-attention's keys and values are projected once.
