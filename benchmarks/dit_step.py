@@ -4,7 +4,9 @@ Both run side by side in one process on the same inputs: equal width, depth, hea
 latent grid and text length. Ours runs as in stage 1 (text cross-attention only, self-conditioning off), which
 is the block structure Wan has; a second row adds our personalization cross-attention over 3 entities.
 Prints the ratio ours / peer without and with personalization (goal: <= 0.85 with it), the personalization
-overhead (ours with references over ours without) and, on a GPU, the model FLOP utilisation of each. With
+overhead (ours with references over ours without), the FLOP ratios PyTorch's FLOP counter gives for the same
+steps (the time ratio two equally fast implementations would show) and, on a GPU, the model FLOP utilisation of
+each. With
 `--compile` both models are also compiled with torch.compile and timed compiled against compiled, interleaved
 with the eager runs. Row W is Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames
 on a GPU).
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 import torch
 from diffusers import WanTransformer3DModel
+from torch.utils.flop_counter import FlopCounterMode
 
 from model.config import DiTConfig
 from model.dit import Conditioning, VideoDiT
@@ -96,10 +99,12 @@ def build_pair(size: Size, device: torch.device) -> tuple[VideoDiT, WanTransform
     return ours.to(device), peer.to(device)
 
 
-def step_flops(size: Size, parameters: int) -> float:
-    """6 * params * tokens for the matmuls, plus attention scores and values: 4 L^2 d per layer forward,
-    tripled for forward + backward."""
-    return 6.0 * parameters * size.tokens + 12.0 * size.depth * size.tokens**2 * size.width
+def counted_flops(run: Callable[[], None]) -> int:
+    """Matmul and attention FLOPs of one forward + backward, as PyTorch's FLOP counter sees them: the work
+    each model does, whatever its kernels, so time ratios can be read against work ratios."""
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
 
 
 def synchronize(device: torch.device) -> None:
@@ -153,6 +158,7 @@ def bench_size(
         return {"ours": lambda: run_ours(stage1), "peer": run_peer, "personal": lambda: run_ours(personal)}
 
     runs = step(ours, peer)
+    flops = {name: counted_flops(run) for name, run in runs.items()}
     drift = ""
     if compiled:  # the same modules, compiled alike; their weights and gradients are shared with eager
         ours_c, peer_c = torch.compile(ours), torch.compile(peer)
@@ -167,7 +173,8 @@ def bench_size(
     peer_params = sum(p.numel() for p in peer.parameters())
     line = (
         f"{size.name:4} {size.width:5d} {size.depth:5d} {size.heads:5d} {size.tokens * batch:6d} "
-        f"{stage1_params / 1e6:9.1f} / {peer_params / 1e6:9.1f}"
+        f"{stage1_params / 1e6:7.1f} / {peer_params / 1e6:7.1f} "
+        f"{flops['ours'] / flops['peer']:5.2f} {flops['personal'] / flops['peer']:5.2f}"
     )
     for suffix in ("", " compiled") if compiled else ("",):
         ours_s, peer_s, personal_s = (seconds[f"{k}{suffix}"] for k in ("ours", "peer", "personal"))
@@ -179,8 +186,8 @@ def bench_size(
         peak = peak_tflops * 1e12
         suffix = " compiled" if compiled else ""
         line += (
-            f"  {batch * step_flops(size, stage1_params) / seconds['ours' + suffix] / peak:5.1%} / "
-            f"{batch * step_flops(size, peer_params) / seconds['peer' + suffix] / peak:5.1%}"
+            f"  {flops['ours'] / seconds['ours' + suffix] / peak:5.1%} / "
+            f"{flops['peer'] / seconds['peer' + suffix] / peak:5.1%}"
         )
     return line + drift
 
@@ -209,11 +216,13 @@ def main() -> None:
     print(
         f"device={device} ({torch.cuda.get_device_name() if on_gpu else 'cpu'}), threads={torch.get_num_threads()}, "
         f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}; "
-        "seconds per forward + backward (median), ratio = ours / peer, personal. = ours with 3 references"
+        "seconds per forward + backward (median), ratio = ours / peer, +pers. = ours with 3 references; FLOPs = "
+        "counted matmul and attention FLOPs, ours / peer: the time ratio at equal speed per FLOP"
     )
     columns = f" | {'ours':>7} {'+pers.':>7} {'peer':>7} {'ratio':>5} {'+pers':>5} {'overhd':>6}"
     print(
-        f"{'size':4} {'width':>5} {'depth':>5} {'heads':>5} {'tokens':>6} {'params ours/peer (M)':>21}"
+        f"{'size':4} {'width':>5} {'depth':>5} {'heads':>5} {'tokens':>6} {'params ours/peer (M)':>17} "
+        f"{'FLOPs':>5} {'+pers':>5}"
         + columns
         + (columns.replace(" | ", " | compiled: ") if args.compile else "")
         + ("  MFU ours/peer" if on_gpu else "")

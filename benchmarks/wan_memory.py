@@ -43,7 +43,9 @@ def saved_bytes_per_token(width: int, heads: int, ffn: int, text_tokens: int) ->
             return tensor
 
         x = torch.randn(1, tokens, width, requires_grad=True)
-        rope = (torch.ones(tokens, width // heads // 2), torch.zeros(tokens, width // heads // 2))
+        rope = torch.stack(
+            [torch.ones(tokens, width // heads // 2), torch.zeros(tokens, width // heads // 2)], -1
+        )
         text, reference = torch.randn(1, text_tokens, width), torch.randn(1, REFERENCE_TOKENS, width)
         with (
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),

@@ -220,7 +220,7 @@ class DiTBlock(nn.Module):
         self,
         x: torch.Tensor,  # (B, L, D) video tokens
         time_modulation: torch.Tensor,  # (B, 6, D)
-        rope: torch.Tensor,  # (L, head_dim // 2) complex rotations
+        rope: torch.Tensor,  # (L, head_dim // 2, 2) cos and sin of the rotations
         text: torch.Tensor
         | KeysValues
         | ShortContext,  # (B, L_text, D), or this block's keys and values of it

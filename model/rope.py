@@ -1,9 +1,10 @@
 """3D rotary position embedding: the head dimension is split over time, height and width.
 
-Angles are computed per forward in float64 and returned as complex64 rotations (the fp32 cos/sin Wan computes),
-so no buffer is saved in checkpoints or cast to bf16 with the model, and any grid size works. A channel pair
-rotates as one complex multiplication, as Wan2.1's own code does it: one kernel forward and one backward, where
-the same rotation written with real cos/sin takes a dozen.
+Angles are computed per forward in float64 and returned as fp32 (cos, sin) pairs (the fp32 cos/sin Wan computes),
+so no buffer is saved in checkpoints or cast to bf16 with the model, and any grid size works. Eager rotates a
+channel pair as one complex multiplication, as Wan2.1's own code does it: one kernel forward and one backward,
+where the same rotation written with real cos/sin takes a dozen. Under torch.compile it is written with real
+cos/sin, which inductor fuses (it generates no complex code).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class RotaryEmbedding3D(nn.Module):
         self.theta = theta
 
     def forward(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-        """Return the rotations cos + i sin, [L, head_dim // 2] complex64, for a t x h x w grid in raster order."""
+        """Return the rotations as (cos, sin) pairs, [L, head_dim // 2, 2] fp32, for a t x h x w grid in raster
+        order: the layout of complex numbers, so eager views them as complex64 for free."""
         angles = []
         for size, dim in zip(grid, self.dims):
             inv_freq = 1.0 / self.theta ** (torch.arange(0, dim, 2, dtype=torch.float64, device=device) / dim)
@@ -39,13 +41,17 @@ class RotaryEmbedding3D(nn.Module):
             ],
             dim=-1,
         ).reshape(t * h * w, -1)
-        return torch.complex(full.cos().float(), full.sin().float())
+        return torch.stack([full.cos(), full.sin()], dim=-1).float()
 
 
 def apply_rotary(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x [B, L, heads, head_dim] by `rotations` [L, head_dim // 2] (in fp32)."""
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(pairs * rotations[:, None]).flatten(-2).type_as(x)
+    """Rotate consecutive channel pairs of x [B, L, heads, head_dim] by `rotations` [L, head_dim // 2, 2] (in fp32)."""
+    if not torch.compiler.is_compiling():
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+        return torch.view_as_real(pairs * torch.view_as_complex(rotations)[:, None]).flatten(-2).type_as(x)
+    real, imag = x.float().unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = rotations[:, None].unbind(-1)
+    return torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1).flatten(-2).type_as(x)
 
 
 def frame_position_embedding(grid: tuple[int, int, int], dim: int, device: torch.device) -> torch.Tensor:

@@ -42,7 +42,7 @@ def test_fresh_block_is_the_identity():
     torch.manual_seed(0)
     block = DiTBlock(48, 4, 192, qk_norm="per_head", personalization=True)
     x = torch.randn(2, 10, 48)
-    rope = torch.ones(10, 6, dtype=torch.complex64)  # no rotation
+    rope = torch.stack([torch.ones(10, 6), torch.zeros(10, 6)], dim=-1)  # cos 1, sin 0: no rotation
     fresh_time_modulation = torch.zeros(2, 6, 48)  # what a fresh DiT's zero-initialised projection emits
     out = block(
         x,
