@@ -204,7 +204,7 @@ def export_model_repository(
     max_batch_size: int = 4,
     instance_kind: InstanceKind = "auto",
     instance_count: int = 1,
-    max_queue_delay_us: int = 2000,
+    max_queue_delay_us: int = 0,
     limits: P.ServingLimits | None = None,
     overwrite: bool = False,
     bundle: bool = True,
