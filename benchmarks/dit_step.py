@@ -19,6 +19,7 @@ on a GPU).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import statistics
 import time
 from collections.abc import Callable
@@ -105,6 +106,21 @@ def counted_flops(run: Callable[[], None]) -> int:
     with FlopCounterMode(display=False) as counter:
         run()
     return counter.get_total_flops()
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS (Linux only).
+
+    Without this every gradient buffer above glibc's mmap threshold (W's FFN weights are 55 MB) is a fresh mapping
+    each step, and on this VM first-touch page faults cost about 1 ms per MB: hundreds of milliseconds a step at
+    W, varying run to run, whichever model allocates them. Training keeps its buffers (DeepSpeed's contiguous
+    gradients, the CUDA caching allocator), so the step is timed the same way, for both models alike."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def synchronize(device: torch.device) -> None:
@@ -206,8 +222,14 @@ def main() -> None:
         "--compile", action="store_true", help="also time both models under torch.compile, interleaved"
     )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
+    parser.add_argument(
+        "--return-freed-memory",
+        action="store_true",
+        help="leave glibc's default of returning large freed blocks to the OS (page faults every step)",
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    kept = not args.return_freed_memory and device.type == "cpu" and keep_freed_memory()
     torch.manual_seed(0)
     sizes = [
         s for s in (GPU_SIZES if device.type == "cuda" else CPU_SIZES) if s.name in args.sizes.split(",")
@@ -215,7 +237,8 @@ def main() -> None:
     on_gpu = device.type == "cuda"
     print(
         f"device={device} ({torch.cuda.get_device_name() if on_gpu else 'cpu'}), threads={torch.get_num_threads()}, "
-        f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}; "
+        f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}, "
+        f"freed memory {'kept for reuse' if kept else 'returned to the OS'}; "
         "seconds per forward + backward (median), ratio = ours / peer, +pers. = ours with 3 references; FLOPs = "
         "counted matmul and attention FLOPs, ours / peer: the time ratio at equal speed per FLOP"
     )
