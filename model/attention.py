@@ -12,10 +12,13 @@ except ImportError:  # pragma: no cover - depends on the machine
     flash_attn_func = None
 
 
-def flash_attention_usable(q: torch.Tensor, mask: torch.Tensor | None) -> bool:
+def flash_attention_usable(
+    q: torch.Tensor, mask: torch.Tensor | None, bias: torch.Tensor | None = None
+) -> bool:
     return (
         flash_attn_func is not None
         and mask is None
+        and bias is None
         and q.is_cuda
         and q.dtype in (torch.float16, torch.bfloat16)
     )
@@ -29,20 +32,31 @@ def attendable(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Multi-head attention over [B, heads, L, head_dim] tensors.
 
     `mask` is a boolean key mask [B, L_k] (True = attend). Rows whose keys are all masked return zeros,
-    so a sample without references contributes nothing through personalization attention.
+    so a sample without references contributes nothing through personalization attention. `bias` [B, L_k] is
+    added to every score of its key.
     """
-    if flash_attention_usable(q, mask):
+    if flash_attention_usable(q, mask, bias):
         out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
-    if mask is None:
+    if mask is None and bias is None:
         return F.scaled_dot_product_attention(q, k, v)
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :].to(q.dtype))
     safe_mask, any_key = attendable(mask)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=safe_mask[:, None, None, :])
+    if bias is None:
+        key_mask = safe_mask[:, None, None, :]
+    else:
+        key_mask = bias.to(q.dtype).masked_fill(~safe_mask, float("-inf"))[:, None, None, :]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
     return out * any_key[:, None, None, None].to(out.dtype)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model.attention import attention, context_softmax
@@ -38,10 +39,12 @@ def fused_projections(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 class KeysValues(NamedTuple):
-    """A context's keys and values, [B, heads, L, head_dim] each."""
+    """A context's keys and values, [B, heads, L, head_dim] each; `bias` [B, L] is added to every score of a key
+    (the log-multiplicity of a key standing for a run of identical ones, `dit.collapse_repeated_tail`)."""
 
     keys: torch.Tensor
     values: torch.Tensor
+    bias: torch.Tensor | None = None
 
 
 class ShortContext(NamedTuple):
@@ -50,10 +53,12 @@ class ShortContext(NamedTuple):
     L columns) and carry the query norm's weight and the softmax scale; `values` [B, heads * L, D] are each
     head's values already multiplied by its slice of the output projection W_o:
     out = sum_h softmax(q_h k_h^T / sqrt(d)) (v_h W_o,h^T) + b_o, the same function as attention then W_o, with
-    heads * L * D multiplications per query instead of D^2 + 2 L D, and fixed for a whole generation."""
+    heads * L * D multiplications per query instead of D^2 + 2 L D, and fixed for a whole generation. `bias` as in
+    `KeysValues`."""
 
     keys: torch.Tensor
     values: torch.Tensor
+    bias: torch.Tensor | None = None
 
 
 class Heads(nn.Module):
@@ -125,15 +130,19 @@ class CrossAttention(Heads):
         W_o (a LoRA-wrapped projection is applied as it stands, its adapter included)."""
         return type(self.to_out) is nn.Linear and self.num_heads * context_length < self.to_out.in_features
 
-    def keys_values(self, context: torch.Tensor) -> KeysValues | ShortContext:
+    def keys_values(
+        self, context: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> KeysValues | ShortContext:
         """A context's keys and values: fixed for a whole generation, so a sampler computes them once."""
         k, v = self.to_kv(context).chunk(2, dim=-1)
         keys, values = self.normed(k, self.norm_k).transpose(1, 2), self.split(v).transpose(1, 2)
-        return (
-            self.short_context(keys, values) if self.is_short(context.shape[1]) else KeysValues(keys, values)
-        )
+        if self.is_short(context.shape[1]):
+            return self.short_context(keys, values, bias)
+        return KeysValues(keys, values, bias)
 
-    def short_context(self, keys: torch.Tensor, values: torch.Tensor) -> ShortContext:
+    def short_context(
+        self, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> ShortContext:
         batch, heads, length, head_dim = keys.shape
         query_weight = 1.0 if self.qk_norm == "none" else self.norm_q.weight.view(-1, 1, head_dim)
         keys = keys * query_weight * head_dim**-0.5
@@ -143,15 +152,15 @@ class CrossAttention(Heads):
         )
         out_weight = self.to_out.weight.unflatten(1, (heads, head_dim))  # (D, heads, head_dim)
         folded = torch.einsum("bhld,ehd->bhle", values, out_weight).reshape(batch, heads * length, -1)
-        return ShortContext(block_keys, folded)
+        return ShortContext(block_keys, folded, bias)
 
-    def query_scale(self, q: torch.Tensor) -> torch.Tensor | float:
-        """1 / RMS of each query, over all heads or per head [B, L, heads or 1, 1]: QK-norm without its weight,
-        which a `ShortContext`'s keys carry, applied to the scores instead of to the queries."""
+    def unweighted_queries(self, q: torch.Tensor) -> torch.Tensor:
+        """Queries [B, L, D] under QK-norm without its weight, which a `ShortContext`'s keys carry: one fused
+        RMS norm over all heads or per head, in fp32 like `RMSNorm`."""
         if self.qk_norm == "none":
-            return 1.0
+            return q
         grouped = q.float().unflatten(-1, (1 if self.qk_norm == "across_heads" else self.num_heads, -1))
-        return torch.rsqrt(grouped.square().mean(-1, keepdim=True) + self.norm_q.eps)
+        return F.rms_norm(grouped, (grouped.shape[-1],), None, self.norm_q.eps).flatten(-2).type_as(q)
 
     def forward(
         self,
@@ -161,13 +170,16 @@ class CrossAttention(Heads):
     ) -> torch.Tensor:
         context = context if isinstance(context, tuple) else self.keys_values(context)
         if isinstance(context, ShortContext):
-            q = self.to_q(x)
-            scores = (q @ context.keys).unflatten(-1, (self.num_heads, -1)) * self.query_scale(q)
+            scores = (self.unweighted_queries(self.to_q(x)) @ context.keys).unflatten(
+                -1, (self.num_heads, -1)
+            )
+            if context.bias is not None:
+                scores = scores + context.bias[:, None, None, :].to(scores.dtype)
             weights = context_softmax(scores, mask).flatten(-2).to(context.values.dtype)
             out = torch.baddbmm(self.to_out.bias.to(weights.dtype), weights, context.values)
         else:
             q = self.normed(self.to_q(x), self.norm_q).transpose(1, 2)
-            out = self.output(attention(q, context.keys, context.values, mask))
+            out = self.output(attention(q, context.keys, context.values, mask, context.bias))
         if mask is not None:  # a sample with nothing to attend to gets no update, not the output bias
             out = out * mask.any(dim=-1)[:, None, None].to(out.dtype)
         return out

@@ -30,6 +30,33 @@ def drop_full_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if mask is None or bool(mask.all()) else mask
 
 
+def collapse_repeated_tail(
+    states: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The context with the run of identical rows that ends its valid tokens (Wan's zero padding: 512 tokens
+    for a short prompt, every one attended) replaced by one row whose scores carry log(run length). Softmax gives
+    n identical keys n times the weight of one, so attention is the same function over far fewer keys, and a
+    short prompt becomes a `ShortContext`. Returns the states [B, L', D], their mask (None: all valid) and the
+    per-key score bias [B, L'], or the input unchanged with no bias when no run is longer than one."""
+    batch, length, _ = states.shape
+    position = torch.arange(length, device=states.device)
+    valid = torch.ones(batch, length, dtype=torch.bool, device=states.device) if mask is None else mask
+    lengths = valid.sum(1)
+    if not bool((valid == (position < lengths[:, None])).all()):  # valid tokens are not a prefix
+        return states, mask, None
+    last = states.gather(1, (lengths - 1).clamp_min(0)[:, None, None].expand(-1, 1, states.shape[-1]))
+    differs = valid & (states != last).any(-1)
+    run = lengths - 1 - torch.where(differs, position, -1).max(1).values  # identical rows ending the prefix
+    if int(run.max()) <= 1:
+        return states, mask, None
+    kept = torch.where(lengths > 0, lengths - run + 1, 0)
+    new_length = int(kept.max())
+    new_position = position[:new_length]
+    bias = torch.where(new_position == (kept - 1)[:, None], run.clamp_min(1).log()[:, None], 0.0)
+    new_mask = new_position < kept[:, None]
+    return states[:, :new_length], None if bool(new_mask.all()) else new_mask, bias.to(states.dtype)
+
+
 @dataclass
 class CrossContext:
     """Every block's keys and values of the text and the references: they depend on the conditioning alone,
@@ -172,13 +199,15 @@ class VideoDiT(nn.Module):
 
     @torch.no_grad()
     def cross_context(self, cond: Conditioning) -> CrossContext:
-        """Project the text once through `text_proj`, then into every block's keys and values (references too)."""
-        text = self.text_proj(cond.text.to(self.head.weight.dtype))
+        """Project the text once through `text_proj`, then into every block's keys and values (references too);
+        a run of identical padding tokens is attended as one (`collapse_repeated_tail`)."""
+        states, text_mask, text_bias = collapse_repeated_tail(cond.text, cond.text_mask)
+        text = self.text_proj(states.to(self.head.weight.dtype))
         personal = cond.reference is not None and self.config.personalization
         reference = cond.reference.to(text.dtype) if personal else None
         return CrossContext(
-            text=[block.text_attn.keys_values(text) for block in self.blocks],
-            text_mask=drop_full_mask(cond.text_mask),
+            text=[block.text_attn.keys_values(text, text_bias) for block in self.blocks],
+            text_mask=drop_full_mask(text_mask),
             reference=[block.ref_attn.keys_values(reference) for block in self.blocks] if personal else None,
             reference_mask=drop_full_mask(cond.reference_mask) if personal else None,
         )

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from model.alchemist import VideoAlchemist
 from model.batch import EntityReference
 from model.blocks import CrossAttention, KeysValues, ShortContext
-from model.dit import VideoDiT, stack_conditioning
+from model.dit import Conditioning, VideoDiT, collapse_repeated_tail, stack_conditioning
 from model.flow import guided_velocity, predicted_x0
 from model.generator import Generator
 from model.sampler import StepCache, sample
@@ -195,3 +195,45 @@ def test_a_long_context_or_an_adapted_output_projection_takes_plain_attention():
     assert isinstance(attention.keys_values(torch.randn(1, 12, 48)), KeysValues)
     inject_adapter_in_model(LoraConfig(r=2, target_modules=["to_out"]), attention)
     assert not attention.is_short(1)  # W_o plus its adapter is applied as a module, never folded
+
+
+def zero_padded(prompt_lengths: list[int], length: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Text states as Wan's encoder gives them: each prompt's tokens, then zeros up to `length`, all attended."""
+    states = torch.zeros(len(prompt_lengths), length, dim)
+    for row, n in enumerate(prompt_lengths):
+        states[row, :n] = torch.randn(n, dim, generator=torch.Generator().manual_seed(row))
+    return states, torch.ones(len(prompt_lengths), length, dtype=torch.bool)
+
+
+@pytest.mark.parametrize(
+    "heads", [4, 8]
+)  # the collapsed context: a ShortContext (4 x 7 keys < 48), or plain (8)
+def test_a_run_of_identical_padding_attends_as_one_key_with_its_multiplicity(heads):
+    torch.manual_seed(0)
+    attention = CrossAttention(48, heads, "across_heads")
+    for parameter in attention.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    context, mask = zero_padded([3, 6, 0], 40, 48)
+    mask[2] = False  # a sample with nothing to attend to
+    states, new_mask, bias = collapse_repeated_tail(context, mask)
+    assert states.shape[1] == 7 and new_mask[:2].sum(1).tolist() == [4, 7] and not new_mask[2].any()
+    assert bias[0, 3] == pytest.approx(np.log(37)) and bias[1, 6] == pytest.approx(np.log(34))
+    collapsed = attention.keys_values(states, bias)
+    assert isinstance(collapsed, ShortContext if heads == 4 else KeysValues)
+    x = torch.randn(3, 20, 48)
+    with torch.no_grad():
+        plain = attention(x, context, mask)  # 40 keys: plain attention either way
+        fast = attention(x, collapsed, new_mask)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+    assert fast[2].abs().max() == 0 and fast[0].abs().max() > 0.1
+    assert collapse_repeated_tail(*zero_padded([5], 5, 8))[2] is None  # no padding: unchanged
+
+
+def test_zero_padded_text_gives_the_same_velocity_over_its_collapsed_context(trained):
+    text, mask = zero_padded([4, 9], 64, trained.dit.text_proj[0].in_features)
+    cond = Conditioning(text, mask)
+    context = trained.dit.cross_context(cond)
+    x, t = torch.randn(2, 48, 4, 8, 8), torch.tensor([0.3, 0.8])
+    with torch.no_grad():
+        torch.testing.assert_close(trained.dit(x, t, context), trained.dit(x, t, cond), rtol=0, atol=1e-5)
+    assert context.text[0].keys.shape[-1] < 64 * trained.config.dit.num_heads  # attended as 10 keys, not 64
