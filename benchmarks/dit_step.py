@@ -146,13 +146,20 @@ def time_interleaved(
 
 
 def bench_size(
-    size: Size, batch: int, repeats: int, device: torch.device, peak_tflops: float | None, compiled: bool
+    size: Size,
+    batch: int,
+    repeats: int,
+    device: torch.device,
+    peak_tflops: float | None,
+    compiled: bool,
+    text_length: int,
 ) -> str:
     ours, peer = build_pair(size, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     latents = torch.randn(batch, LATENT_CHANNELS, *size.grid, device=device)
     text = torch.randn(batch, TEXT_TOKENS, TEXT_DIM, device=device)
-    text_mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device)
+    text = torch.nn.functional.pad(text, (0, 0, 0, max(text_length - TEXT_TOKENS, 0)))  # Wan: zeros, attended
+    text_mask = torch.ones(batch, text.shape[1], dtype=torch.bool, device=device)
     t = torch.rand(batch, device=device)
     stage1 = Conditioning(text=text, text_mask=text_mask)
     reference = torch.randn(batch, 3 * 5, size.width, device=device)  # 3 entities x 5 tokens each
@@ -221,6 +228,12 @@ def main() -> None:
     parser.add_argument(
         "--compile", action="store_true", help="also time both models under torch.compile, interleaved"
     )
+    parser.add_argument(
+        "--text-length",
+        type=int,
+        default=TEXT_TOKENS,
+        help=f"text tokens: {TEXT_TOKENS} prompt tokens, zero-padded to this many as Wan's encoder does (Wan: 512)",
+    )
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100 SXM: 989)")
     parser.add_argument(
         "--return-freed-memory",
@@ -238,7 +251,8 @@ def main() -> None:
     print(
         f"device={device} ({torch.cuda.get_device_name() if on_gpu else 'cpu'}), threads={torch.get_num_threads()}, "
         f"batch={args.batch}, repeats={args.repeats}, dtype={'bf16 autocast' if on_gpu else 'fp32'}, "
-        f"freed memory {'kept for reuse' if kept else 'returned to the OS'}; "
+        f"freed memory {'kept for reuse' if kept else 'returned to the OS'}, text {TEXT_TOKENS} tokens"
+        f"{f' zero-padded to {args.text_length}' if args.text_length > TEXT_TOKENS else ''}; "
         "seconds per forward + backward (median), ratio = ours / peer, +pers. = ours with 3 references; FLOPs = "
         "counted matmul and attention FLOPs, ours / peer: the time ratio at equal speed per FLOP"
     )
@@ -253,7 +267,13 @@ def main() -> None:
     for size in sizes:
         print(
             bench_size(
-                size, args.batch, args.repeats, device, args.peak_tflops if on_gpu else None, args.compile
+                size,
+                args.batch,
+                args.repeats,
+                device,
+                args.peak_tflops if on_gpu else None,
+                args.compile,
+                args.text_length,
             ),
             flush=True,
         )

@@ -156,11 +156,17 @@ class VideoDiT(nn.Module):
         rope = self.rope(grid, x.device)  # built once per forward, shared by every block
         emb, time_modulation = self.time_conditioning(t)
         context = cond if isinstance(cond, CrossContext) else None
+        text_bias = None
         if context is None:
-            text = self.text_proj(cond.text.to(x.dtype))
+            states, text_mask = cond.text, cond.text_mask
+            if (
+                not torch.compiler.is_compiling()
+            ):  # its lengths depend on the data; compiled graphs keep theirs
+                states, text_mask, text_bias = collapse_repeated_tail(states, text_mask)
+            text = self.text_proj(states.to(x.dtype))
             reference = cond.reference.to(x.dtype) if cond.reference is not None else None
             # A mask with every key valid is dropped once here, so each attention call takes the unmasked kernel.
-            text_mask, reference_mask = drop_full_mask(cond.text_mask), drop_full_mask(cond.reference_mask)
+            text_mask, reference_mask = drop_full_mask(text_mask), drop_full_mask(cond.reference_mask)
         else:
             text_mask, reference_mask = context.text_mask, context.reference_mask
         cache = self.step_cache if context is not None and not torch.is_grad_enabled() else None
@@ -173,7 +179,8 @@ class VideoDiT(nn.Module):
                 if context is not None:
                     text = context.text[i]
                     reference = context.reference[i] if context.reference is not None else None
-                args = (x, time_modulation, rope, text, text_mask, reference, reference_mask)
+                block_text = text if text_bias is None else block.text_attn.keys_values(text, text_bias)
+                args = (x, time_modulation, rope, block_text, text_mask, reference, reference_mask)
                 if self.config.gradient_checkpointing and self.training:
                     x = checkpoint(block, *args, use_reentrant=False)
                 else:
@@ -200,7 +207,7 @@ class VideoDiT(nn.Module):
     @torch.no_grad()
     def cross_context(self, cond: Conditioning) -> CrossContext:
         """Project the text once through `text_proj`, then into every block's keys and values (references too);
-        a run of identical padding tokens is attended as one (`collapse_repeated_tail`)."""
+        a run of identical padding tokens is attended as one (`collapse_repeated_tail`), as in `forward`."""
         states, text_mask, text_bias = collapse_repeated_tail(cond.text, cond.text_mask)
         text = self.text_proj(states.to(self.head.weight.dtype))
         personal = cond.reference is not None and self.config.personalization
