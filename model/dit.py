@@ -30,6 +30,7 @@ def drop_full_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
     return None if mask is None or bool(mask.all()) else mask
 
 
+@torch.compiler.disable  # its output length depends on the data: compiled graphs take it as an input shape
 def collapse_repeated_tail(
     states: torch.Tensor, mask: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -158,11 +159,7 @@ class VideoDiT(nn.Module):
         context = cond if isinstance(cond, CrossContext) else None
         text_bias = None
         if context is None:
-            states, text_mask = cond.text, cond.text_mask
-            if (
-                not torch.compiler.is_compiling()
-            ):  # its lengths depend on the data; compiled graphs keep theirs
-                states, text_mask, text_bias = collapse_repeated_tail(states, text_mask)
+            states, text_mask, text_bias = collapse_repeated_tail(cond.text, cond.text_mask)
             text = self.text_proj(states.to(x.dtype))
             reference = cond.reference.to(x.dtype) if cond.reference is not None else None
             # A mask with every key valid is dropped once here, so each attention call takes the unmasked kernel.
