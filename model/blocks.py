@@ -61,6 +61,14 @@ class ShortContext(NamedTuple):
     bias: torch.Tensor | None = None
 
 
+class BiasedContext(NamedTuple):
+    """Context tokens [B, L, D] with a score bias per token [B, L] (`dit.collapse_repeated_tail`), projected to
+    keys and values inside the attention, so gradient checkpointing recomputes them with the block."""
+
+    tokens: torch.Tensor
+    bias: torch.Tensor
+
+
 class Heads(nn.Module):
     """What self- and cross-attention share: head split, QK-norm, the output projection.
 
@@ -165,16 +173,24 @@ class CrossAttention(Heads):
     def forward(
         self,
         x: torch.Tensor,
-        context: torch.Tensor | KeysValues | ShortContext,  # a context, or its precomputed keys and values
+        context: torch.Tensor
+        | BiasedContext
+        | KeysValues
+        | ShortContext,  # or its precomputed keys and values
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        context = context if isinstance(context, tuple) else self.keys_values(context)
+        if isinstance(context, torch.Tensor):
+            context = self.keys_values(context)
+        elif isinstance(context, BiasedContext):
+            context = self.keys_values(context.tokens, context.bias)
         if isinstance(context, ShortContext):
             scores = (self.unweighted_queries(self.to_q(x)) @ context.keys).unflatten(
                 -1, (self.num_heads, -1)
             )
             if context.bias is not None:
-                scores = scores + context.bias[:, None, None, :].to(scores.dtype)
+                scores = (
+                    scores + context.bias[:, None, None, :]
+                )  # fp32: log n stays exact under bf16 autocast
             weights = context_softmax(scores, mask).flatten(-2).to(context.values.dtype)
             out = torch.baddbmm(self.to_out.bias.to(weights.dtype), weights, context.values)
         else:
@@ -234,6 +250,7 @@ class DiTBlock(nn.Module):
         time_modulation: torch.Tensor,  # (B, 6, D)
         rope: torch.Tensor,  # (L, head_dim // 2, 2) cos and sin of the rotations
         text: torch.Tensor
+        | BiasedContext
         | KeysValues
         | ShortContext,  # (B, L_text, D), or this block's keys and values of it
         text_mask: torch.Tensor | None,  # (B, L_text); None: every token valid

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from model.blocks import DiTBlock, KeysValues, ShortContext, modulate
+from model.blocks import BiasedContext, DiTBlock, KeysValues, ShortContext, modulate
 from model.config import DiTConfig
 from model.layers import FP32LayerNorm, timestep_embedding
 from model.rope import RotaryEmbedding3D, frame_position_embedding
@@ -38,7 +38,7 @@ def collapse_repeated_tail(
     for a short prompt, every one attended) replaced by one row whose scores carry log(run length). Softmax gives
     n identical keys n times the weight of one, so attention is the same function over far fewer keys, and a
     short prompt becomes a `ShortContext`. Returns the states [B, L', D], their mask (None: all valid) and the
-    per-key score bias [B, L'], or the input unchanged with no bias when no run is longer than one."""
+    per-key score bias [B, L'] in fp32, or the input unchanged with no bias when no run is longer than one."""
     batch, length, _ = states.shape
     position = torch.arange(length, device=states.device)
     valid = torch.ones(batch, length, dtype=torch.bool, device=states.device) if mask is None else mask
@@ -55,7 +55,7 @@ def collapse_repeated_tail(
     new_position = position[:new_length]
     bias = torch.where(new_position == (kept - 1)[:, None], run.clamp_min(1).log()[:, None], 0.0)
     new_mask = new_position < kept[:, None]
-    return states[:, :new_length], None if bool(new_mask.all()) else new_mask, bias.to(states.dtype)
+    return states[:, :new_length], None if bool(new_mask.all()) else new_mask, bias.float()
 
 
 @dataclass
@@ -176,7 +176,7 @@ class VideoDiT(nn.Module):
                 if context is not None:
                     text = context.text[i]
                     reference = context.reference[i] if context.reference is not None else None
-                block_text = text if text_bias is None else block.text_attn.keys_values(text, text_bias)
+                block_text = text if text_bias is None else BiasedContext(text, text_bias)
                 args = (x, time_modulation, rope, block_text, text_mask, reference, reference_mask)
                 if self.config.gradient_checkpointing and self.training:
                     x = checkpoint(block, *args, use_reentrant=False)
