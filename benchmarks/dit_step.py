@@ -6,9 +6,8 @@ is the block structure Wan has; a second row adds our personalization cross-atte
 Prints the ratio ours / peer without and with personalization (goal: <= 0.85 with it), the personalization
 overhead (ours with references over ours without), the FLOP ratios PyTorch's FLOP counter gives for the same
 steps (the time ratio two equally fast implementations would show) and, on a GPU, the model FLOP utilisation of
-each. With
-`--compile` both models are also compiled with torch.compile and timed compiled against compiled, interleaved
-with the eager runs. Row W is Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames
+each. With `--compile` both models are also compiled with torch.compile and timed compiled against compiled,
+interleaved with the eager runs. Row W is Wan2.1-T2V-1.3B's block shape (2 blocks on the CPU, all 30 at 480p x 81 frames
 on a GPU).
 
     python benchmarks/dit_step.py                 # CPU, four sizes

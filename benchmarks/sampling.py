@@ -3,8 +3,8 @@
 A small random Wan2.1 pipeline (transformer, UMT5 text encoder, AutoencoderKLWan) is saved in the published
 diffusers layout and imported with `alchemist model import-wan`. Both then generate the same prompt from the
 same initial noise with the same scheduler (flow-match Euler, shift 3) and classifier-free guidance against the
-empty prompt. Prints the time ratio ours / diffusers, the same ratio for each phase (encoding the conditioning, denoising,
-decoding) and the max difference of the two videos (caching off).
+empty prompt. Prints the time ratio ours / diffusers, the same ratio for each phase (encoding the conditioning,
+denoising, decoding) and the max difference of the two videos (caching off).
 `--cache-threshold` adds ours with the step cache (`model.sampler.StepCache`): its time, the steps it skipped
 and how far its video drifts from the uncached one.
 

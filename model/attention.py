@@ -47,10 +47,9 @@ def attention(
     if flash_attention_usable(q, mask, bias):
         out = flash_attn_func(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
-    if mask is None and bias is None:
-        return F.scaled_dot_product_attention(q, k, v)
     if mask is None:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, None, None, :].to(q.dtype))
+        scores_bias = None if bias is None else bias[:, None, None, :].to(q.dtype)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=scores_bias)
     safe_mask, any_key = attendable(mask)
     if bias is None:
         key_mask = safe_mask[:, None, None, :]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from model.attention import attention, context_softmax
@@ -163,20 +162,15 @@ class CrossAttention(Heads):
         return ShortContext(block_keys, folded, bias)
 
     def unweighted_queries(self, q: torch.Tensor) -> torch.Tensor:
-        """Queries [B, L, D] under QK-norm without its weight, which a `ShortContext`'s keys carry: one fused
-        RMS norm over all heads or per head, in fp32 like `RMSNorm`."""
+        """Queries [B, L, D] under QK-norm without its weight, which a `ShortContext`'s keys carry."""
         if self.qk_norm == "none":
             return q
-        grouped = q.float().unflatten(-1, (1 if self.qk_norm == "across_heads" else self.num_heads, -1))
-        return F.rms_norm(grouped, (grouped.shape[-1],), None, self.norm_q.eps).flatten(-2).type_as(q)
+        return self.normed(q, self.norm_q.unweighted).flatten(-2)
 
     def forward(
         self,
         x: torch.Tensor,
-        context: torch.Tensor
-        | BiasedContext
-        | KeysValues
-        | ShortContext,  # or its precomputed keys and values
+        context: torch.Tensor | BiasedContext | KeysValues | ShortContext,  # tokens, or their keys and values
         mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if isinstance(context, torch.Tensor):
@@ -184,13 +178,10 @@ class CrossAttention(Heads):
         elif isinstance(context, BiasedContext):
             context = self.keys_values(context.tokens, context.bias)
         if isinstance(context, ShortContext):
-            scores = (self.unweighted_queries(self.to_q(x)) @ context.keys).unflatten(
-                -1, (self.num_heads, -1)
-            )
-            if context.bias is not None:
-                scores = (
-                    scores + context.bias[:, None, None, :]
-                )  # fp32: log n stays exact under bf16 autocast
+            q = self.unweighted_queries(self.to_q(x))
+            scores = (q @ context.keys).unflatten(-1, (self.num_heads, -1))
+            if context.bias is not None:  # fp32, so log n stays exact under bf16 autocast
+                scores = scores + context.bias[:, None, None, :]
             weights = context_softmax(scores, mask).flatten(-2).to(context.values.dtype)
             out = torch.baddbmm(self.to_out.bias.to(weights.dtype), weights, context.values)
         else:

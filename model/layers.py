@@ -20,6 +20,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
 
+    def unweighted(self, x: torch.Tensor) -> torch.Tensor:
+        """The norm without its weight (for callers that fold the weight in elsewhere)."""
+        return F.rms_norm(x.float(), (x.shape[-1],), None, self.eps).type_as(x)
+
 
 class FP32LayerNorm(nn.LayerNorm):
     """LayerNorm through PyTorch's fused kernel, in fp32 for bf16 safety."""
