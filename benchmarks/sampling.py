@@ -165,7 +165,7 @@ def main() -> None:
             difference = np.abs(plain - run_peer().astype(np.float64)).max()
             if args.cache_threshold > 0:
                 drift = np.abs(run_cached().astype(np.float64) / 255 - plain).max()
-                computed = cache.computed
+                computed, moves = cache.computed, np.array(cache.moves)
                 runs["cached"] = run_cached
             seconds = time_interleaved(runs, args.repeats, device)
     print(
@@ -189,7 +189,8 @@ def main() -> None:
             f"step cache at {args.cache_threshold}: {seconds['cached']:.3f} s, speed-up "
             f"{seconds['ours'] / seconds['cached']:.2f}x over uncached, ratio {seconds['cached'] / seconds['peer']:.2f}"
             f" to WanPipeline; {computed} of {args.steps} steps computed; max |cached - uncached| = "
-            f"{drift:.4f} of full scale ({drift * 255:.1f} of 255 levels)"
+            f"{drift:.4f} of full scale ({drift * 255:.1f} of 255 levels); the probe moved "
+            f"{moves.min():.3f} / {np.median(moves):.3f} / {moves.max():.3f} per step (min / median / max)"
         )
 
 

@@ -62,6 +62,9 @@ class StepCache:
         self.probe: torch.Tensor | None = None
         self.residual: torch.Tensor | None = None
         self.drift = 0.0
+        self.moves: list[
+            float
+        ] = []  # every step's relative move of the probe: what a threshold is chosen from
 
     def reusable(self, probe: torch.Tensor, context: object) -> torch.Tensor | None:
         """The cached residual if the stack may be skipped for this `probe`, else None (compute and `store`)."""
@@ -72,7 +75,10 @@ class StepCache:
             or self.probe.shape != probe.shape
         )
         if not fresh:
-            self.drift += float((probe - self.probe).abs().mean() / self.probe.abs().mean().clamp_min(1e-12))
+            self.moves.append(
+                float((probe - self.probe).abs().mean() / self.probe.abs().mean().clamp_min(1e-12))
+            )
+            self.drift += self.moves[-1]
         self.context, self.probe = weakref.ref(context), probe
         if fresh or self.drift >= self.threshold:
             self.drift = 0.0

@@ -139,10 +139,10 @@ def test_time_conditioning_stays_fp32_under_bf16_autocast(trained):
     assert torch.equal(emb, plain_emb) and torch.equal(table, plain_table)
 
 
-def cached_generation(model: VideoAlchemist, cache: StepCache | None) -> np.ndarray:
+def cached_generation(model: VideoAlchemist, cache: StepCache | None, steps: int = 6) -> np.ndarray:
     model.dit.step_cache = cache
     try:
-        return Generator(model).generate(PROMPTS[0], {}, steps=6, guidance=3.0, seed=5)
+        return Generator(model).generate(PROMPTS[0], {}, steps=steps, guidance=3.0, seed=5)
     finally:
         model.dit.step_cache = None
 
@@ -159,6 +159,20 @@ def test_step_cache_skips_steps_whose_input_barely_moved(trained):
     assert loose.computed == 1 and loose.skipped == 5  # a fresh generation always computes its first step
     cached_generation(trained, loose)
     assert loose.computed == 2  # a new generation (new context) starts the cache afresh
+
+
+def test_step_cache_skips_exactly_when_the_recorded_move_is_under_the_threshold(trained):
+    """`moves` is what the skip decision compares: a threshold just above a step's move skips it, just below
+    computes it."""
+    probe = StepCache(0.0)
+    cached_generation(trained, probe, steps=2)
+    (move,) = probe.moves  # one move: between the first and the second step
+    above, below = StepCache(move * 1.01), StepCache(move * 0.99)
+    cached_generation(trained, above, steps=2)
+    cached_generation(trained, below, steps=2)
+    assert (above.computed, above.skipped) == (1, 1)
+    assert (below.computed, below.skipped) == (2, 0)
+    assert above.moves == below.moves == [move]  # the first step is shared, so the second sees the same input
 
 
 @pytest.mark.parametrize("qk_norm", ["across_heads", "per_head", "none"])

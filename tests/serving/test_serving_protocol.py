@@ -104,8 +104,9 @@ def test_limits_round_trip_through_config_parameters():
     assert P.ServingLimits.from_parameters(limits.to_parameters()) == limits
 
 
-def test_mp4_holds_every_frame():
-    video = np.full((6, 16, 24, 3), 90, dtype=np.uint8)
+@pytest.mark.parametrize("size", [(16, 24), (128, 130)])  # under and over ONE_THREAD_PIXELS: both encoders
+def test_mp4_holds_every_frame(size):
+    video = np.full((6, *size, 3), 90, dtype=np.uint8)
     decoded = decode_mp4(encode_mp4(video, fps=8))
     assert decoded.shape == video.shape
     assert np.abs(decoded.astype(int) - 90).max() <= 2
