@@ -131,8 +131,10 @@ def main() -> None:
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None].to(device)
         common = dict(frames=args.frames, height=args.size, width=args.size, steps=args.steps)
 
-        def run_ours() -> np.ndarray:
-            return ours.generate(PROMPT, {}, guidance=args.guidance, seed=seed, **common)
+        def run_ours(step_cache: StepCache | None = None) -> np.ndarray:
+            return ours.generate(
+                PROMPT, {}, guidance=args.guidance, seed=seed, step_cache=step_cache, **common
+            )
 
         def run_peer() -> np.ndarray:
             return peer(
@@ -143,11 +145,7 @@ def main() -> None:
         cache = StepCache(args.cache_threshold)
 
         def run_cached() -> np.ndarray:
-            model.dit.step_cache = cache
-            try:
-                return run_ours()
-            finally:
-                model.dit.step_cache = None
+            return run_ours(cache)
 
         ours_clock, peer_clock = PhaseClock(), PhaseClock()
         for clock, owner, method, phase in (

@@ -120,7 +120,6 @@ class VideoDiT(nn.Module):
         self.final_norm = FP32LayerNorm(d, elementwise_affine=False, eps=config.norm_eps)
         self.final_modulation = nn.Parameter(torch.zeros(1, 2, d))
         self.head = nn.Linear(d, math.prod(patch) * latent_channels)
-        self.step_cache: StepCache | None = None  # sampling only: skip the block stack on slow steps
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -142,6 +141,8 @@ class VideoDiT(nn.Module):
         t: torch.Tensor,  # (B,) flow time in [0, 1], 1 = pure noise
         cond: Conditioning | CrossContext,  # a CrossContext is the same conditioning, projected once
         self_condition: torch.Tensor | None = None,  # (B, C, T, H, W) previous x0 estimate
+        step_cache: StepCache
+        | None = None,  # sampling from a CrossContext only: skip the stack on slow steps
     ) -> torch.Tensor:
         if latents.shape[1] != self.latent_channels:
             raise ValueError(f"latents have {latents.shape[1]} channels; expected {self.latent_channels}")
@@ -166,7 +167,7 @@ class VideoDiT(nn.Module):
             text_mask, reference_mask = drop_full_mask(text_mask), drop_full_mask(cond.reference_mask)
         else:
             text_mask, reference_mask = context.text_mask, context.reference_mask
-        cache = self.step_cache if context is not None and not torch.is_grad_enabled() else None
+        cache = step_cache if context is not None and not torch.is_grad_enabled() else None
         residual = None if cache is None else cache.reusable(self.cache_probe(x, time_modulation), context)
         if residual is not None:
             x = x + residual

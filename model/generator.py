@@ -15,7 +15,7 @@ from model.batch import EntityReference
 from model.dit import stack_conditioning
 from model.flow import add_noise, guided_velocity, predicted_x0
 from model.images import to_rgb8
-from model.sampler import sample
+from model.sampler import StepCache, sample
 
 ImageLike = np.ndarray | Image.Image
 MAX_REFERENCE_PIXELS = 4096 * 4096  # larger images are refused, not resized: they are usually mistakes
@@ -158,17 +158,23 @@ class Generator:
         progress: Callable[[int, int], None] | None = None,
         source_video: np.ndarray | None = None,
         strength: float = 1.0,
+        step_cache: StepCache | None = None,
     ) -> np.ndarray:
         """Returns a uint8 video (T, H, W, 3). guidance = 1 disables classifier-free guidance;
         `reference_guidance` guides the references separately from the text. With a `source_video` and
         `strength` < 1 the solve starts from that clip noised to t = strength, so its layout and motion stay
-        and the prompt and references repaint what is there (1 ignores the source)."""
+        and the prompt and references repaint what is there (1 ignores the source). A `step_cache` skips the
+        block stack on steps whose input barely moved: faster, and no longer the exact video (None: off)."""
         request = GenerationRequest(prompt, references, background, seed, source_video)
         settings = dict(
             frames=frames, height=height, width=width, steps=steps, guidance=guidance, strength=strength
         )
         return self.generate_batch(
-            [request], reference_guidance=reference_guidance, progress=progress, **settings
+            [request],
+            reference_guidance=reference_guidance,
+            progress=progress,
+            step_cache=step_cache,
+            **settings,
         )[0]
 
     @torch.inference_mode()
@@ -183,6 +189,7 @@ class Generator:
         reference_guidance: float | None = None,
         progress: Callable[[int, int], None] | None = None,
         strength: float = 1.0,
+        step_cache: StepCache | None = None,
     ) -> list[np.ndarray]:
         """Sample several requests that share size, steps and guidance in one batched ODE solve.
         Each request keeps its own prompt, references and seed, and gets the video it would get alone."""
@@ -222,7 +229,9 @@ class Generator:
             n = len(branches)
             tt = torch.full((batch,), t, device=self.device)
             repeat = None if self_condition is None else self_condition.repeat(n, 1, 1, 1, 1)
-            v_full, *rest = model.dit(x.repeat(n, 1, 1, 1, 1), tt.repeat(n), context, repeat).chunk(n)
+            v_full, *rest = model.dit(
+                x.repeat(n, 1, 1, 1, 1), tt.repeat(n), context, repeat, step_cache
+            ).chunk(n)
             v_text = rest.pop(0) if text_only is not None else None
             v_null = rest.pop(0) if null is not None else None
             velocity = guided_velocity(v_full, v_text, v_null, guidance, reference_guidance)

@@ -49,13 +49,13 @@ class StepCache:
     drifts slowly between neighbouring steps, so while the timestep-modulated input has moved less than
     `threshold` (relative L1, accumulated since the last computed step), the last residual is reused.
 
-    Off unless a model is given one (`VideoDiT.step_cache`); it trades exactness for speed, and
+    Off unless a sampler passes one (`Generator.generate(step_cache=...)`); it trades exactness for speed, and
     `benchmarks/sampling.py --cache-threshold` measures both. A new conditioning context (a new generation)
     or another input shape starts it afresh."""
 
     def __init__(self, threshold: float) -> None:
-        if threshold < 0:
-            raise ValueError(f"threshold={threshold} must be >= 0")
+        if not 0 <= threshold < float("inf"):  # NaN too: it would skip every step after the first
+            raise ValueError(f"step cache threshold={threshold} must be a finite number >= 0")
         self.threshold = threshold
         self.computed = self.skipped = 0
         self.context: weakref.ref | None = None

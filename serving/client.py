@@ -172,8 +172,10 @@ class AlchemistClient:
         steps: int | None = None,
         guidance: float | None = None,
         seed: int = 0,
+        step_cache: float | None = None,
     ) -> list:
-        """Request tensors; omitted options fall back to the server's defaults."""
+        """Request tensors; omitted options fall back to the server's defaults (`step_cache`: off, the
+        exact video; a threshold > 0 skips slow steps, `model/README.md`)."""
         arrays: dict[str, np.ndarray] = {P.PROMPT: np.array([_utf8(prompt, "prompt")], dtype=np.object_)}
         if references:
             words, images, counts = [], [], []
@@ -187,8 +189,16 @@ class AlchemistClient:
             arrays[P.REFERENCE_COUNTS] = np.array(counts, dtype=np.int32)
         if background is not None:
             arrays[P.BACKGROUND] = np.array([image_bytes(background, "background")], dtype=np.object_)
-        scalars = {P.FRAMES: frames, P.HEIGHT: height, P.WIDTH: width, P.STEPS: steps, P.GUIDANCE: guidance}
-        for name, value in {**scalars, P.SEED: seed}.items():
+        scalars = {
+            P.FRAMES: frames,
+            P.HEIGHT: height,
+            P.WIDTH: width,
+            P.STEPS: steps,
+            P.GUIDANCE: guidance,
+            P.STEP_CACHE: step_cache,
+            P.SEED: seed,
+        }
+        for name, value in scalars.items():
             if value is not None:
                 arrays[name] = wire_array(name, value)
         return [self._tensor(name, array) for name, array in arrays.items()]

@@ -19,6 +19,7 @@ the server's dynamic batcher groups requests itself.
 | FRAMES, HEIGHT, WIDTH | INT32 | [1] | no | video size (default: the preset's) |
 | STEPS | INT32 | [1] | no | sampler steps |
 | GUIDANCE | FP32 | [1] | no | classifier-free guidance scale |
+| STEP_CACHE | FP32 | [1] | no | step-cache threshold: 0 (default) samples every step exactly, > 0 trades exactness for speed |
 | SEED | INT64 | [1] | no | noise seed |
 | VIDEO (out) | UINT8 | [T, H, W, 3] | | frames |
 | MP4 (out) | BYTES | [1] | | H.264 MP4 of the frames |
@@ -43,6 +44,7 @@ HEIGHT = "HEIGHT"
 WIDTH = "WIDTH"
 STEPS = "STEPS"
 GUIDANCE = "GUIDANCE"
+STEP_CACHE = "STEP_CACHE"
 SEED = "SEED"
 VIDEO = "VIDEO"
 MP4 = "MP4"
@@ -59,6 +61,7 @@ INPUTS: dict[str, tuple[str, str, list[int], bool]] = {
     WIDTH: ("TYPE_INT32", "INT32", [1], True),
     STEPS: ("TYPE_INT32", "INT32", [1], True),
     GUIDANCE: ("TYPE_FP32", "FP32", [1], True),
+    STEP_CACHE: ("TYPE_FP32", "FP32", [1], True),
     SEED: ("TYPE_INT64", "INT64", [1], True),
 }
 OUTPUTS: dict[str, tuple[str, list[int]]] = {
@@ -87,6 +90,7 @@ class ServingLimits:
     max_width: int = 64
     max_steps: int = 100
     max_guidance: float = 30.0
+    max_step_cache: float = 5.0  # a threshold this high already skips nearly every step
     default_frames: int = 8
     default_height: int = 32
     default_width: int = 32
@@ -120,10 +124,14 @@ class ValidatedRequest:
     steps: int
     guidance: float
     seed: int
+    step_cache: float = 0.0
 
     def batch_key(self) -> tuple:
-        """Requests with equal keys can share one batched sampler call."""
-        return (self.frames, self.height, self.width, self.steps, self.guidance)
+        """Requests with equal keys can share one batched sampler call. A request with the step cache on is
+        sampled alone: the cache decides to skip a step for its whole batch, so neighbours would change each
+        other's videos."""
+        alone = id(self) if self.step_cache > 0 else None
+        return (self.frames, self.height, self.width, self.steps, self.guidance, alone)
 
 
 def decode_image(data: bytes, limits: ServingLimits, what: str) -> np.ndarray:
@@ -218,6 +226,7 @@ def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -
     steps = int(_single(inputs, STEPS, limits.default_steps))
     guidance = float(_single(inputs, GUIDANCE, limits.default_guidance))
     seed = int(_single(inputs, SEED, 0))
+    step_cache = float(_single(inputs, STEP_CACHE, 0.0))
     _in_range(FRAMES, frames, 1, limits.max_frames)
     _in_range(HEIGHT, height, 1, limits.max_height)
     _in_range(WIDTH, width, 1, limits.max_width)
@@ -226,7 +235,12 @@ def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -
         raise InvalidRequestError(f"{GUIDANCE}={guidance} must be a finite number")
     _in_range(GUIDANCE, guidance, 0.0, limits.max_guidance)
     _in_range(SEED, seed, 0, 2**63 - 1)
-    return ValidatedRequest(prompt, references, background, frames, height, width, steps, guidance, seed)
+    if not math.isfinite(step_cache):
+        raise InvalidRequestError(f"{STEP_CACHE}={step_cache} must be a finite number")
+    _in_range(STEP_CACHE, step_cache, 0.0, limits.max_step_cache)
+    return ValidatedRequest(
+        prompt, references, background, frames, height, width, steps, guidance, seed, step_cache
+    )
 
 
 def _parse_references(

@@ -69,6 +69,7 @@ class TritonPythonModel:
     def _generate_group(self, group: list[P.ValidatedRequest]) -> list[np.ndarray]:
         """One batched sampler call for requests that share size, steps and guidance."""
         from model.generator import GenerationRequest
+        from model.sampler import StepCache
 
         first = group[0]
         return self.generator.generate_batch(
@@ -78,6 +79,7 @@ class TritonPythonModel:
             width=first.width,
             steps=first.steps,
             guidance=first.guidance,
+            step_cache=StepCache(first.step_cache) if first.step_cache > 0 else None,
         )
 
     def _response(self, request, video: np.ndarray):

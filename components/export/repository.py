@@ -347,9 +347,9 @@ Outputs: `VIDEO` uint8 [T, H, W, 3], `MP4` bytes (H.264, {lim.fps} fps).
 - images: PNG/JPEG/WebP, at most {lim.max_image_bytes} bytes and {lim.max_image_pixels} pixels (checked from the
   header before decoding)
 - frames <= {lim.max_frames}, height <= {lim.max_height}, width <= {lim.max_width} (and multiples of the model's
-  stride); steps 1-{lim.max_steps}; guidance 0-{lim.max_guidance}
+  stride); steps 1-{lim.max_steps}; guidance 0-{lim.max_guidance}; step-cache threshold 0-{lim.max_step_cache}
 - defaults: {lim.default_frames}x{lim.default_height}x{lim.default_width}, {lim.default_steps} steps,
-  guidance {lim.default_guidance}
+  guidance {lim.default_guidance}, step cache off (0: every step sampled, the exact video)
 
 ## Intended use and limits
 Research and product prototyping of personalized video. Identity fidelity depends on reference

@@ -106,6 +106,13 @@ def generate(
         None, help="Classifier-free guidance scale.", show_default="the server's"
     ),
     seed: int = typer.Option(0, help="Noise seed; same seed and inputs give the same video."),
+    step_cache: float | None = typer.Option(
+        None,
+        "--step-cache",
+        help="Skip sampler steps whose input moved less than this (relative L1): faster, no longer the exact "
+        "video. Try 0.1 to 0.5 and compare.",
+        show_default="off",
+    ),
     out: Path = typer.Option(Path("video.mp4"), help="Where to write the MP4."),
     timeout: float = typer.Option(600.0, help="Seconds to wait for one answer."),
     retries: int = typer.Option(3, help="Retries while the server answers 503/unavailable."),
@@ -126,6 +133,7 @@ def generate(
                 steps=sample_steps,
                 guidance=guidance,
                 seed=seed,
+                step_cache=step_cache,
             )
     except (ClientError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)

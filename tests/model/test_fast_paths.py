@@ -140,11 +140,7 @@ def test_time_conditioning_stays_fp32_under_bf16_autocast(trained):
 
 
 def cached_generation(model: VideoAlchemist, cache: StepCache | None, steps: int = 6) -> np.ndarray:
-    model.dit.step_cache = cache
-    try:
-        return Generator(model).generate(PROMPTS[0], {}, steps=steps, guidance=3.0, seed=5)
-    finally:
-        model.dit.step_cache = None
+    return Generator(model).generate(PROMPTS[0], {}, steps=steps, guidance=3.0, seed=5, step_cache=cache)
 
 
 def test_step_cache_at_threshold_zero_computes_every_step_and_the_same_video(trained):

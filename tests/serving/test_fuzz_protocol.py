@@ -20,8 +20,10 @@ SCALARS = {  # name -> (limit low, limit high, default)
     P.WIDTH: (1, LIMITS.max_width, LIMITS.default_width),
     P.STEPS: (1, LIMITS.max_steps, LIMITS.default_steps),
     P.GUIDANCE: (0.0, LIMITS.max_guidance, LIMITS.default_guidance),
+    P.STEP_CACHE: (0.0, LIMITS.max_step_cache, 0.0),
     P.SEED: (0, 2**63 - 1, 0),
 }
+FLOATS = {P.GUIDANCE, P.STEP_CACHE}
 DTYPES = [
     np.int8,
     np.int16,
@@ -45,7 +47,7 @@ def png(pixels: np.ndarray) -> bytes:
 def edge_values(name: str) -> st.SearchStrategy:
     """Values at and around the limits and at the ends of every dtype."""
     low, high, _ = SCALARS[name]
-    if name == P.GUIDANCE:
+    if name in FLOATS:
         return st.one_of(
             st.sampled_from(
                 [low, high, np.nextafter(np.float32(high), np.float32(np.inf)), -0.0, np.nan, np.inf]
@@ -82,7 +84,7 @@ def valid_requests(draw) -> tuple[dict, dict]:
         inputs[P.REFERENCE_COUNTS] = np.array([counts], dtype=np.int32)
     for name, (low, high, default) in SCALARS.items():
         if draw(st.booleans()):
-            if name == P.GUIDANCE:
+            if name in FLOATS:
                 value = float(np.float32(draw(st.floats(low, high, width=32))))
             else:
                 value = draw(st.one_of(st.sampled_from([low, high]), st.integers(low, high)))
@@ -103,8 +105,7 @@ def test_a_valid_request_parses_to_exactly_the_values_sent(case):
     for word, pictures in expected["references"].items():
         for got, sent in zip(parsed.references[word], pictures, strict=True):
             np.testing.assert_array_equal(got, sent)
-    got = {P.FRAMES: parsed.frames, P.HEIGHT: parsed.height, P.WIDTH: parsed.width, P.STEPS: parsed.steps,
-           P.GUIDANCE: parsed.guidance, P.SEED: parsed.seed}  # fmt: skip
+    got = {name: getattr(parsed, name.lower()) for name in SCALARS}
     assert got == {name: expected[name] for name in SCALARS}
 
 
@@ -162,7 +163,7 @@ def test_the_client_sends_a_value_exactly_or_refuses_it(name, value):
         assert str(error).startswith(f"{name.lower()}=")
         return
     assert not isinstance(value, bool)
-    if name == P.GUIDANCE:
+    if name in FLOATS:
         sent = float(value)  # a refused value is never converted, so this cannot overflow
         assert array.dtype == np.float32 and (np.isnan(sent) or array[0] == np.float32(sent))
         assert np.isfinite(array[0]) or not np.isfinite(sent)  # a finite value never arrives as infinity

@@ -77,6 +77,11 @@ def test_plural_of_entity_word_counts_as_present(make_png):
         (lambda png, bomb: request(FRAMES=(17, np.int32)), "FRAMES=17 is out of range"),
         (lambda png, bomb: request(STEPS=(0, np.int32)), "STEPS=0 is out of range"),
         (lambda png, bomb: request(GUIDANCE=(np.nan, np.float32)), "must be a finite number"),
+        (
+            lambda png, bomb: request(STEP_CACHE=(np.inf, np.float32)),
+            "STEP_CACHE=inf must be a finite number",
+        ),
+        (lambda png, bomb: request(STEP_CACHE=(-0.5, np.float32)), "STEP_CACHE=-0.5 is out of range"),
         (lambda png, bomb: {P.PROMPT: np.array([[b"a"], [b"b"]], dtype=np.object_)}, "batch size 2"),
         (lambda png, bomb: {**request(), P.ENTITY_WORDS: strings(b"dog")}, "go together"),
     ],
@@ -97,6 +102,14 @@ def test_bomb_is_refused_before_decoding(make_bomb, monkeypatch):
     for side in (5000, 60000):
         with pytest.raises(P.InvalidRequestError, match="pixels"):
             P.decode_image(make_bomb(side, side), LIMITS, "reference")
+
+
+def test_only_step_cached_requests_are_kept_out_of_shared_batches():
+    plain = [P.parse_request(request(), LIMITS) for _ in range(2)]
+    cached = [P.parse_request(request(STEP_CACHE=(0.3, np.float32)), LIMITS) for _ in range(2)]
+    assert plain[0].step_cache == 0.0 and cached[0].step_cache == pytest.approx(0.3)
+    assert plain[0].batch_key() == plain[1].batch_key()
+    assert cached[0].batch_key() != cached[1].batch_key()
 
 
 def test_limits_round_trip_through_config_parameters():

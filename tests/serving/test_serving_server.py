@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,23 +20,22 @@ from model.alchemist import VideoAlchemist
 from model.config import preset
 from model.encoders.text import minilm_folder
 from model.generator import Generator
+from model.sampler import StepCache
 from pipelines.cli import app
 from serving import protocol as P
 from serving.client import AlchemistClient, ServerError, ServerRejectedError, ServerUnavailableError
 from serving.launcher import LocalTritonServer, ServerConfig, ServerStartError, free_port
 from serving.media import decode_mp4
+from tests.model.conftest import randomize_
 
 STEPS = 2
 PROMPT = "a dog and a man walk on a beach"
 
 
-@pytest.fixture(scope="module")
-def text_encoder_folder(tmp_path_factory):
-    """A small BERT saved as a pretrained folder (MiniLM's tokenizer), at a location that is deleted
-    once the model is exported: the server can only load the copy bundled into the repository."""
+def save_text_encoder(folder: Path) -> Path:
+    """A small BERT saved as a pretrained folder (MiniLM's tokenizer)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    folder = tmp_path_factory.mktemp("encoder") / "bert"
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_folder()))
     torch.manual_seed(1)
     config = BertConfig(
@@ -50,12 +50,24 @@ def text_encoder_folder(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, text_encoder_folder):
+def tiny_model(text_encoder: Path) -> VideoAlchemist:
     torch.manual_seed(0)
     config = preset("tiny")
-    config = dataclasses.replace(config, text=dataclasses.replace(config.text, path=str(text_encoder_folder)))
-    return VideoAlchemist(config).save_pretrained(tmp_path_factory.mktemp("ckpt"))
+    return VideoAlchemist(
+        dataclasses.replace(config, text=dataclasses.replace(config.text, path=str(text_encoder)))
+    )
+
+
+@pytest.fixture(scope="module")
+def text_encoder_folder(tmp_path_factory):
+    """At a location that is deleted once the model is exported: the server can only load the copy bundled
+    into the repository."""
+    return save_text_encoder(tmp_path_factory.mktemp("encoder") / "bert")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, text_encoder_folder):
+    return tiny_model(text_encoder_folder).save_pretrained(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +116,23 @@ def test_served_video_equals_in_process_generation(server, generator, refs, prot
     assert not np.array_equal(other_seed, expected)  # the comparison can tell seeds apart
 
 
+def test_a_step_cached_request_gets_the_in_process_cached_video(tmp_path):
+    """STEP_CACHE reaches the sampler: the served video equals the in-process one with the same cache, and
+    it is not the exact (uncached) video, so the cache did skip steps. The blocks are made live first (a fresh
+    model's blocks are the identity, so skipping them would change nothing)."""
+    model = tiny_model(save_text_encoder(tmp_path / "bert")).eval()
+    randomize_(model.dit)
+    live = model.save_pretrained(tmp_path / "live")
+    export_model_repository(live, tmp_path / "repository", max_batch_size=4)
+    config = ServerConfig(tmp_path / "repository", http_port=None, grpc_port=None, metrics_port=None)
+    with LocalTritonServer(config) as running, AlchemistClient(running.http_url, "http") as client:
+        served = client.generate("a dog", steps=4, seed=3, step_cache=4.0)
+    generator, cache = Generator(model), StepCache(4.0)
+    np.testing.assert_array_equal(served, generator.generate("a dog", steps=4, seed=3, step_cache=cache))
+    assert cache.skipped > 0
+    assert not np.array_equal(served, generator.generate("a dog", steps=4, seed=3))
+
+
 def test_mp4_is_encoded_only_when_requested(server, http):
     import tritonclient.http as httpclient
 
@@ -143,6 +172,7 @@ def _bad_cases(make_png, make_bomb):
         (dict(prompt="a dog", frames=64), "FRAMES=64 is out of range"),
         (dict(prompt="a dog", height=20), "height=20 must be a positive multiple of 8"),
         (dict(prompt="a dog", steps=101), "STEPS=101 is out of range"),
+        (dict(prompt="a dog", step_cache=6.0), "STEP_CACHE=6.0 is out of range"),
     ]
 
 
@@ -235,7 +265,7 @@ def test_generate_cli_writes_mp4_and_reports_rejections(server, tmp_path, make_p
         "--out",
         str(out),
     ]
-    result = runner.invoke(app, [*base, "--prompt", "a dog", "--ref", f"dog={image}"])
+    result = runner.invoke(app, [*base, "--prompt", "a dog", "--ref", f"dog={image}", "--step-cache", "0.5"])
     assert result.exit_code == 0, result.output
     assert decode_mp4(out.read_bytes()).shape == (8, 32, 32, 3)
     result = runner.invoke(app, [*base, "--prompt", "a cat", "--ref", f"dog={image}"])
