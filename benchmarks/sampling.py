@@ -126,6 +126,7 @@ def main() -> None:
         ).to(device)
         peer.set_progress_bar_config(disable=True)
         assert model.config.flow.shift == SHIFT and model.config.flow.time_grid == "flow_match"
+        assert model.config.flow.sampler == "euler"  # as the peer's scheduler: one evaluation per step
         shape = model.config.latent_shape(args.frames, args.size, args.size)
         seed = 7
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))[None].to(device)
@@ -187,9 +188,17 @@ def main() -> None:
             f"step cache at {args.cache_threshold}: {seconds['cached']:.3f} s, speed-up "
             f"{seconds['ours'] / seconds['cached']:.2f}x over uncached, ratio {seconds['cached'] / seconds['peer']:.2f}"
             f" to WanPipeline; {computed} of {args.steps} steps computed; max |cached - uncached| = "
-            f"{drift:.4f} of full scale ({drift * 255:.1f} of 255 levels); the probe moved "
-            f"{moves.min():.3f} / {np.median(moves):.3f} / {moves.max():.3f} per step (min / median / max)"
+            f"{drift:.4f} of full scale ({drift * 255:.1f} of 255 levels); {moved(moves)}"
         )
+
+
+def moved(moves: np.ndarray) -> str:
+    if not moves.size:
+        return "one step: nothing to compare"
+    return (
+        f"the probe moved {moves.min():.3f} / {np.median(moves):.3f} / {moves.max():.3f} per step "
+        "(min / median / max)"
+    )
 
 
 if __name__ == "__main__":

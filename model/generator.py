@@ -192,7 +192,8 @@ class Generator:
         step_cache: StepCache | None = None,
     ) -> list[np.ndarray]:
         """Sample several requests that share size, steps and guidance in one batched ODE solve.
-        Each request keeps its own prompt, references and seed, and gets the video it would get alone."""
+        Each request keeps its own prompt, references and seed, and gets the video it would get alone, except
+        under a `step_cache`: it skips a step for the whole batch, so batched requests then share its choices."""
         if not requests:
             raise ValueError("requests must hold at least one GenerationRequest")
         if not 1 <= steps <= MAX_STEPS:
@@ -256,6 +257,8 @@ class Generator:
             progress,
             start=strength,
         )
+        if step_cache is not None:
+            step_cache.release()
         videos = model.vae.decode(latents).clamp(-1, 1)  # (B, 3, T, H, W)
         frames_uint8 = ((videos.permute(0, 2, 3, 4, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
         return list(frames_uint8)

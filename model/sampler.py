@@ -51,7 +51,9 @@ class StepCache:
 
     Off unless a sampler passes one (`Generator.generate(step_cache=...)`); it trades exactness for speed, and
     `benchmarks/sampling.py --cache-threshold` measures both. A new conditioning context (a new generation)
-    or another input shape starts it afresh."""
+    or another input shape starts it afresh. It is consulted once per network evaluation, so with Heun (two
+    per step) `computed`, `skipped` and `moves` count evaluations, and a step's first evaluation, close to
+    the previous corrector's input, is usually skipped."""
 
     def __init__(self, threshold: float) -> None:
         if not 0 <= threshold < float("inf"):  # NaN too: it would skip every step after the first
@@ -62,9 +64,8 @@ class StepCache:
         self.probe: torch.Tensor | None = None
         self.residual: torch.Tensor | None = None
         self.drift = 0.0
-        self.moves: list[
-            float
-        ] = []  # every step's relative move of the probe: what a threshold is chosen from
+        # Every evaluation's relative move of the probe since the previous one: what a threshold is chosen from.
+        self.moves: list[float] = []
 
     def reusable(self, probe: torch.Tensor, context: object) -> torch.Tensor | None:
         """The cached residual if the stack may be skipped for this `probe`, else None (compute and `store`)."""
@@ -89,3 +90,8 @@ class StepCache:
 
     def store(self, residual: torch.Tensor) -> None:
         self.residual = residual
+
+    def release(self) -> None:
+        """Drop the held input and residual (a whole batch of activations) once a generation is done; the
+        counts and `moves` stay, and the next generation starts afresh."""
+        self.context = self.probe = self.residual = None

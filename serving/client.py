@@ -195,7 +195,8 @@ class AlchemistClient:
             P.WIDTH: width,
             P.STEPS: steps,
             P.GUIDANCE: guidance,
-            P.STEP_CACHE: step_cache,
+            P.STEP_CACHE: step_cache
+            or None,  # 0 is the server's default: not sent, so older exports accept it
             P.SEED: seed,
         }
         for name, value in scalars.items():

@@ -110,7 +110,7 @@ def generate(
         None,
         "--step-cache",
         help="Skip sampler steps whose input moved less than this (relative L1): faster, no longer the exact "
-        "video. Try 0.1 to 0.5 and compare.",
+        "video. How far the input moves per step depends on the checkpoint: benchmarks/README.md, step cache.",
         show_default="off",
     ),
     out: Path = typer.Option(Path("video.mp4"), help="Where to write the MP4."),

@@ -169,6 +169,7 @@ def test_step_cache_skips_exactly_when_the_recorded_move_is_under_the_threshold(
     assert (above.computed, above.skipped) == (1, 1)
     assert (below.computed, below.skipped) == (2, 0)
     assert above.moves == below.moves == [move]  # the first step is shared, so the second sees the same input
+    assert above.probe is None and above.residual is None  # released with the generation, counts kept
 
 
 @pytest.mark.parametrize("qk_norm", ["across_heads", "per_head", "none"])

@@ -50,6 +50,15 @@ def test_values_at_the_wire_type_edges_are_sent_exactly(client):
     assert np.frombuffer(tensors[P.STEPS]._raw_data, np.int32)[0] == -(2**31)
 
 
+def test_step_cache_is_sent_only_when_on(client):
+    """Off (None or 0) is the server's default and is left out, so repositories exported before STEP_CACHE
+    still accept the call; a threshold is sent as FP32."""
+    for off in (None, 0, 0.0):
+        assert P.STEP_CACHE not in {t.name() for t in client.build_inputs("a dog", step_cache=off)}
+    (tensor,) = [t for t in client.build_inputs("a dog", step_cache=0.25) if t.name() == P.STEP_CACHE]
+    assert tensor.datatype() == "FP32" and np.frombuffer(tensor._raw_data, np.float32)[0] == 0.25
+
+
 def _gif(frames: int) -> bytes:
     images = [Image.new("RGB", (4, 4), (60 * i, 0, 0)) for i in range(frames)]
     buffer = io.BytesIO()

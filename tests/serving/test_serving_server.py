@@ -25,7 +25,7 @@ from pipelines.cli import app
 from serving import protocol as P
 from serving.client import AlchemistClient, ServerError, ServerRejectedError, ServerUnavailableError
 from serving.launcher import LocalTritonServer, ServerConfig, ServerStartError, free_port
-from serving.media import decode_mp4
+from serving.media import decode_mp4, encode_mp4
 from tests.model.conftest import randomize_
 
 STEPS = 2
@@ -117,20 +117,28 @@ def test_served_video_equals_in_process_generation(server, generator, refs, prot
 
 
 def test_a_step_cached_request_gets_the_in_process_cached_video(tmp_path):
-    """STEP_CACHE reaches the sampler: the served video equals the in-process one with the same cache, and
-    it is not the exact (uncached) video, so the cache did skip steps. The blocks are made live first (a fresh
-    model's blocks are the identity, so skipping them would change nothing)."""
+    """STEP_CACHE reaches the sampler, from the SDK and from `alchemist generate --step-cache`: the served
+    video equals the in-process one with the same cache and is not the exact (uncached) one, so the cache did
+    skip steps. The blocks are made live first (a fresh model's blocks are the identity, so skipping them would
+    change nothing); CPU instances, so both sides compute on the same device."""
     model = tiny_model(save_text_encoder(tmp_path / "bert")).eval()
     randomize_(model.dit)
     live = model.save_pretrained(tmp_path / "live")
-    export_model_repository(live, tmp_path / "repository", max_batch_size=4)
+    export_model_repository(live, tmp_path / "repository", max_batch_size=4, instance_kind="cpu")
     config = ServerConfig(tmp_path / "repository", http_port=None, grpc_port=None, metrics_port=None)
+    out = tmp_path / "cli.mp4"
     with LocalTritonServer(config) as running, AlchemistClient(running.http_url, "http") as client:
         served = client.generate("a dog", steps=4, seed=3, step_cache=4.0)
+        flags = ["--server", running.http_url, "--prompt", "a dog", "--sample-steps", "4", "--seed", "3"]
+        result = CliRunner().invoke(app, ["generate", *flags, "--step-cache", "4.0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
     generator, cache = Generator(model), StepCache(4.0)
-    np.testing.assert_array_equal(served, generator.generate("a dog", steps=4, seed=3, step_cache=cache))
-    assert cache.skipped > 0
-    assert not np.array_equal(served, generator.generate("a dog", steps=4, seed=3))
+    cached = generator.generate("a dog", steps=4, seed=3, step_cache=cache)
+    exact = generator.generate("a dog", steps=4, seed=3)
+    np.testing.assert_array_equal(served, cached)
+    assert cache.skipped > 0 and not np.array_equal(cached, exact)
+    fps = P.ServingLimits().fps  # the MP4 of a small video is encoded on one x264 thread: the same bytes
+    assert out.read_bytes() == encode_mp4(cached, fps=fps) != encode_mp4(exact, fps=fps)
 
 
 def test_mp4_is_encoded_only_when_requested(server, http):
@@ -265,7 +273,7 @@ def test_generate_cli_writes_mp4_and_reports_rejections(server, tmp_path, make_p
         "--out",
         str(out),
     ]
-    result = runner.invoke(app, [*base, "--prompt", "a dog", "--ref", f"dog={image}", "--step-cache", "0.5"])
+    result = runner.invoke(app, [*base, "--prompt", "a dog", "--ref", f"dog={image}"])
     assert result.exit_code == 0, result.output
     assert decode_mp4(out.read_bytes()).shape == (8, 32, 32, 3)
     result = runner.invoke(app, [*base, "--prompt", "a cat", "--ref", f"dog={image}"])
