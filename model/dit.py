@@ -141,8 +141,7 @@ class VideoDiT(nn.Module):
         t: torch.Tensor,  # (B,) flow time in [0, 1], 1 = pure noise
         cond: Conditioning | CrossContext,  # a CrossContext is the same conditioning, projected once
         self_condition: torch.Tensor | None = None,  # (B, C, T, H, W) previous x0 estimate
-        step_cache: StepCache
-        | None = None,  # sampling from a CrossContext only: skip the stack on slow steps
+        step_cache: StepCache | None = None,  # sampling from a CrossContext: skip the stack on slow steps
     ) -> torch.Tensor:
         if latents.shape[1] != self.latent_channels:
             raise ValueError(f"latents have {latents.shape[1]} channels; expected {self.latent_channels}")

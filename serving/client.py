@@ -189,14 +189,14 @@ class AlchemistClient:
             arrays[P.REFERENCE_COUNTS] = np.array(counts, dtype=np.int32)
         if background is not None:
             arrays[P.BACKGROUND] = np.array([image_bytes(background, "background")], dtype=np.object_)
+        # A step cache of 0 is the server's default: not sent, so repositories exported before it accept the call.
         scalars = {
             P.FRAMES: frames,
             P.HEIGHT: height,
             P.WIDTH: width,
             P.STEPS: steps,
             P.GUIDANCE: guidance,
-            P.STEP_CACHE: step_cache
-            or None,  # 0 is the server's default: not sent, so older exports accept it
+            P.STEP_CACHE: step_cache or None,
             P.SEED: seed,
         }
         for name, value in scalars.items():

@@ -7,9 +7,9 @@ import io
 import numpy as np
 from PIL import Image
 
-# Below this many pixels a frame encodes faster on one x264 thread: starting and feeding its frame threads costs
-# more than they save (2 cores, 8x32x32: 1.0 ms on one thread, 2.0 ms with the automatic count; at 128x128 of noise the
-# automatic count is ahead, 24.5 against 27.7 ms for 16 frames).
+# Below this many pixels a frame encodes faster on one x264 thread: starting and feeding its frame threads
+# costs more than they save (2 cores, 8x32x32: 1.0 ms on one thread, 2.0 ms with the automatic count; at
+# 128x128 of noise the automatic count is ahead, 24.5 against 27.7 ms for 16 frames).
 ONE_THREAD_PIXELS = 128 * 128
 
 

@@ -187,6 +187,8 @@ def _row(inputs: dict[str, np.ndarray | None], name: str) -> np.ndarray | None:
 
 
 def _in_range(name: str, value: int | float, low: int | float, high: int | float) -> None:
+    if not math.isfinite(value):  # NaN and infinity are named for what they are, not as out of range
+        raise InvalidRequestError(f"{name}={value} must be a finite number")
     if not (low <= value <= high):
         raise InvalidRequestError(f"{name}={value} is out of range; expected {low} <= {name} <= {high}")
 
@@ -231,12 +233,8 @@ def parse_request(inputs: dict[str, np.ndarray | None], limits: ServingLimits) -
     _in_range(HEIGHT, height, 1, limits.max_height)
     _in_range(WIDTH, width, 1, limits.max_width)
     _in_range(STEPS, steps, 1, limits.max_steps)
-    if not math.isfinite(guidance):
-        raise InvalidRequestError(f"{GUIDANCE}={guidance} must be a finite number")
     _in_range(GUIDANCE, guidance, 0.0, limits.max_guidance)
     _in_range(SEED, seed, 0, 2**63 - 1)
-    if not math.isfinite(step_cache):
-        raise InvalidRequestError(f"{STEP_CACHE}={step_cache} must be a finite number")
     _in_range(STEP_CACHE, step_cache, 0.0, limits.max_step_cache)
     return ValidatedRequest(
         prompt, references, background, frames, height, width, steps, guidance, seed, step_cache
